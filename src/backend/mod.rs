@@ -1,0 +1,1007 @@
+//! Backends: one MCP client connection per configured server, kept alive by a supervisor thread.
+//!
+//! A [`Backend`] owns the protocol side of talking to one server: it negotiates the revision
+//! (probing the stateless 2026-07-28 `server/discover`, falling back to the `initialize`
+//! handshake), fetches the server's tools, resources, templates and prompts (following
+//! pagination), re-fetches them on `list_changed` and periodically, reconnects with backoff when
+//! the connection dies, and runs calls with a timeout and a cap on calls in flight. How bytes
+//! travel is the business of the [`transport`] modules.
+
+pub mod http;
+pub mod legacy_sse;
+pub mod stdio;
+pub mod transport;
+
+use crate::config::{ServerConfig, TransportConfig};
+use crate::jsonrpc::{self, RpcError};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use transport::{Transport, TransportError, UnsolicitedHandler, WireProtocol};
+
+/// The stateless revision.
+pub const MODERN_VERSION: &str = "2026-07-28";
+/// Handshake revisions we speak, newest first.
+pub const HANDSHAKE_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+/// `_meta` key of the protocol version in 2026-07-28 requests.
+pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+/// `_meta` key of the client info in 2026-07-28 requests.
+pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+/// `_meta` key of the client capabilities in 2026-07-28 requests.
+pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// `_meta` key of the server info in 2026-07-28 results.
+pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+
+const MAX_LIST_PAGES: usize = 100;
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT_CAP: Duration = Duration::from_secs(30);
+
+/// Where a backend is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Connecting for the first time.
+    Starting,
+    /// Connected and listed.
+    Up,
+    /// Not connected; retried with backoff.
+    Down,
+    /// `enabled: false` in the config.
+    Disabled,
+}
+
+impl State {
+    /// Lowercase name for `/status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Up => "up",
+            State::Down => "down",
+            State::Disabled => "disabled",
+        }
+    }
+}
+
+/// What a backend offers, as it said it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Lists {
+    /// `tools/list` entries.
+    pub tools: Vec<Value>,
+    /// `resources/list` entries.
+    pub resources: Vec<Value>,
+    /// `resources/templates/list` entries.
+    pub templates: Vec<Value>,
+    /// `prompts/list` entries.
+    pub prompts: Vec<Value>,
+}
+
+/// A snapshot of a backend for `/status`.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// Config name.
+    pub name: String,
+    /// Transport kind.
+    pub transport: &'static str,
+    /// Life state.
+    pub state: State,
+    /// Negotiated protocol revision.
+    pub protocol_version: Option<String>,
+    /// The backend's `serverInfo`.
+    pub server_info: Option<Value>,
+    /// Number of tools it offers.
+    pub tools: usize,
+    /// Last connection or call error.
+    pub last_error: Option<String>,
+    /// Latency of the last call, in milliseconds.
+    pub last_latency_ms: Option<u64>,
+    /// Calls made and failed since start.
+    pub calls: u64,
+    /// Calls that failed.
+    pub failures: u64,
+}
+
+/// Why a call to a backend failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallError {
+    /// The backend answered with a JSON-RPC error: passed on to the caller as is.
+    Rpc(RpcError),
+    /// The backend is not connected.
+    Down {
+        /// Backend name.
+        backend: String,
+        /// Why, if known.
+        reason: String,
+    },
+    /// The backend did not answer in time.
+    Timeout {
+        /// Backend name.
+        backend: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// The transport failed during the call.
+    Failed {
+        /// Backend name.
+        backend: String,
+        /// What happened.
+        reason: String,
+    },
+    /// All call slots of the backend stayed busy.
+    Busy {
+        /// Backend name.
+        backend: String,
+    },
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Rpc(e) => write!(f, "{} (code {})", e.message, e.code),
+            CallError::Down { backend, reason } => write!(f, "backend '{backend}' is unavailable: {reason}; the gateway keeps retrying"),
+            CallError::Timeout { backend, after } => write!(f, "backend '{backend}' did not answer within {} ms", after.as_millis()),
+            CallError::Failed { backend, reason } => write!(f, "backend '{backend}' failed: {reason}"),
+            CallError::Busy { backend } => write!(f, "backend '{backend}' is busy: too many calls in flight (limits.max_calls_per_backend)"),
+        }
+    }
+}
+
+impl CallError {
+    /// The JSON-RPC error a client sees.
+    pub fn to_rpc(&self) -> RpcError {
+        match self {
+            CallError::Rpc(e) => e.clone(),
+            other => {
+                let backend = match other {
+                    CallError::Down { backend, .. }
+                    | CallError::Timeout { backend, .. }
+                    | CallError::Failed { backend, .. }
+                    | CallError::Busy { backend } => backend.clone(),
+                    CallError::Rpc(_) => String::new(),
+                };
+                RpcError::new(jsonrpc::INTERNAL_ERROR, other.to_string())
+                    .with_data(json!({"backend": backend}))
+            }
+        }
+    }
+}
+
+/// Extra settings of one call.
+#[derive(Default)]
+pub struct CallOptions {
+    /// The caller's `progressToken`, if it wants progress.
+    pub progress_token: Option<Value>,
+    /// A key under which the caller may later cancel the call (see [`Backend::cancel`]).
+    pub cancel_key: Option<String>,
+}
+
+/// The negotiated connection.
+struct Connection {
+    transport: Box<dyn Transport>,
+    stateless: bool,
+    version: String,
+    capabilities: Value,
+    server_info: Value,
+}
+
+enum SupervisorMsg {
+    Refresh,
+    ServerRequest(Value),
+    CheckAlive,
+    Stop,
+}
+
+struct Slots {
+    busy: Mutex<usize>,
+    freed: Condvar,
+    max: usize,
+}
+
+struct Mutable {
+    state: State,
+    last_error: Option<String>,
+    last_latency_ms: Option<u64>,
+    calls: u64,
+    failures: u64,
+}
+
+/// One configured backend.
+pub struct Backend {
+    /// Its configuration.
+    pub config: ServerConfig,
+    connection: RwLock<Option<Arc<Connection>>>,
+    lists: RwLock<Arc<Lists>>,
+    status: Mutex<Mutable>,
+    slots: Slots,
+    next_id: AtomicU64,
+    in_flight: Mutex<HashMap<String, (u64, Arc<Connection>)>>,
+    supervisor: Mutex<Option<Sender<SupervisorMsg>>>,
+    on_change: Box<dyn Fn() + Send + Sync>,
+    stopped: AtomicBool,
+    refresh_interval: Duration,
+}
+
+impl Backend {
+    /// A backend that is not started yet. `on_change` is called (from the backend's thread)
+    /// whenever its lists or its state change.
+    pub fn new(
+        config: ServerConfig,
+        max_calls: usize,
+        refresh_interval: Duration,
+        on_change: Box<dyn Fn() + Send + Sync>,
+    ) -> Arc<Backend> {
+        let state = if config.enabled {
+            State::Starting
+        } else {
+            State::Disabled
+        };
+        Arc::new(Backend {
+            config,
+            connection: RwLock::new(None),
+            lists: RwLock::new(Arc::new(Lists::default())),
+            status: Mutex::new(Mutable {
+                state,
+                last_error: None,
+                last_latency_ms: None,
+                calls: 0,
+                failures: 0,
+            }),
+            slots: Slots {
+                busy: Mutex::new(0),
+                freed: Condvar::new(),
+                max: max_calls.max(1),
+            },
+            next_id: AtomicU64::new(1),
+            in_flight: Mutex::new(HashMap::new()),
+            supervisor: Mutex::new(None),
+            on_change,
+            stopped: AtomicBool::new(false),
+            refresh_interval,
+        })
+    }
+
+    /// Backend name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Starts the supervisor thread (connect, list, watch, reconnect). Returns at once.
+    pub fn start(self: &Arc<Self>) {
+        if !self.config.enabled {
+            return;
+        }
+        let (tx, rx) = mpsc::channel();
+        *self.supervisor.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        let me = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("backend-{}", self.name()))
+            .spawn(move || me.supervise(rx));
+        if let Err(e) = spawned {
+            self.set_down(format!("cannot start a thread: {e}"));
+        }
+    }
+
+    /// Stops the supervisor and closes the connection.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.nudge(SupervisorMsg::Stop);
+        if let Some(conn) = self
+            .connection
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            conn.transport.close();
+        }
+    }
+
+    /// What the backend offers now.
+    pub fn lists(&self) -> Arc<Lists> {
+        Arc::clone(&self.lists.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A snapshot for `/status`.
+    pub fn status(&self) -> Status {
+        let m = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = self
+            .connection
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Status {
+            name: self.config.name.clone(),
+            transport: self.config.transport.kind(),
+            state: m.state,
+            protocol_version: conn.as_ref().map(|c| c.version.clone()),
+            server_info: conn.as_ref().map(|c| c.server_info.clone()),
+            tools: self.lists().tools.len(),
+            last_error: m.last_error.clone(),
+            last_latency_ms: m.last_latency_ms,
+            calls: m.calls,
+            failures: m.failures,
+        }
+    }
+
+    fn nudge(&self, msg: SupervisorMsg) {
+        if let Some(tx) = self
+            .supervisor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            let _ = tx.send(msg);
+        }
+    }
+
+    fn set_state(&self, state: State, error: Option<String>) {
+        let changed = {
+            let mut m = self.status.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = m.state != state;
+            m.state = state;
+            if error.is_some() {
+                m.last_error = error;
+            }
+            changed
+        };
+        if changed {
+            (self.on_change)();
+        }
+    }
+
+    fn set_down(&self, error: String) {
+        self.set_state(State::Down, Some(error));
+    }
+
+    /// Sends `method` with `params` to the backend and returns its `result`.
+    ///
+    /// Notifications the backend sends during the call (progress, log messages) are passed to
+    /// `on_notification` with the caller's own progress token put back in place.
+    pub fn call(
+        &self,
+        method: &str,
+        params: Map<String, Value>,
+        options: CallOptions,
+        on_notification: &mut dyn FnMut(Value),
+    ) -> Result<Value, CallError> {
+        let _slot = self.acquire_slot()?;
+        let started = Instant::now();
+        let result = self.call_once(method, &params, &options, on_notification, true);
+        let mut m = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        m.calls += 1;
+        m.last_latency_ms = Some(started.elapsed().as_millis() as u64);
+        match &result {
+            Ok(_) | Err(CallError::Rpc(_)) => {}
+            Err(e) => {
+                m.failures += 1;
+                m.last_error = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    fn call_once(
+        &self,
+        method: &str,
+        original: &Map<String, Value>,
+        options: &CallOptions,
+        on_notification: &mut dyn FnMut(Value),
+        may_retry: bool,
+    ) -> Result<Value, CallError> {
+        let conn = self
+            .connection
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(conn) = conn else {
+            let reason = self
+                .status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "not connected yet".to_string());
+            return Err(CallError::Down {
+                backend: self.config.name.clone(),
+                reason,
+            });
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut params = original.clone();
+        let our_token = options
+            .progress_token
+            .as_ref()
+            .map(|_| json!(format!("gw-{}-{id}", self.config.name)));
+        if let Some(token) = &our_token {
+            meta_mut(&mut params).insert("progressToken".to_string(), token.clone());
+        }
+        if conn.stateless {
+            add_envelope(&mut params);
+        }
+        let request = jsonrpc::request(&json!(id), method, Value::Object(params.clone()));
+        if let Some(key) = &options.cancel_key {
+            self.in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone(), (id, Arc::clone(&conn)));
+        }
+        let transport = &conn.transport;
+        let mut forward = |message: Value| {
+            if message.get("method").is_some() && message.get("id").is_some() {
+                answer_server_request(transport.as_ref(), &message, &self.config.name);
+                return;
+            }
+            let mut message = message;
+            let is_progress =
+                message.get("method").and_then(Value::as_str) == Some("notifications/progress");
+            if is_progress {
+                match (
+                    &options.progress_token,
+                    message.pointer_mut("/params/progressToken"),
+                ) {
+                    (Some(theirs), Some(token)) if Some(&*token) == our_token.as_ref() => {
+                        *token = theirs.clone()
+                    }
+                    _ => return,
+                }
+            }
+            on_notification(message);
+        };
+        let outcome = transport.request(
+            &request,
+            our_token.as_ref(),
+            self.config.timeout,
+            &mut forward,
+        );
+        if let Some(key) = &options.cancel_key {
+            self.in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(key);
+        }
+        match outcome {
+            Ok(response) => {
+                if let Some(error) = response.get("error") {
+                    return Err(CallError::Rpc(RpcError::from_value(error)));
+                }
+                Ok(response.get("result").cloned().unwrap_or_else(|| json!({})))
+            }
+            Err(TransportError::SessionExpired) if may_retry => {
+                log::info!(
+                    "[{}] backend session expired; initialising again",
+                    self.config.name
+                );
+                match self.reconnect_now() {
+                    Ok(()) => self.call_once(method, original, options, on_notification, false),
+                    Err(e) => Err(CallError::Down {
+                        backend: self.config.name.clone(),
+                        reason: e,
+                    }),
+                }
+            }
+            Err(TransportError::Timeout(after)) => {
+                let cancel = jsonrpc::notification(
+                    "notifications/cancelled",
+                    json!({"requestId": id, "reason": "timed out in mcp-gateway"}),
+                );
+                let _ = transport.send(&cancel);
+                Err(CallError::Timeout {
+                    backend: self.config.name.clone(),
+                    after,
+                })
+            }
+            Err(e @ (TransportError::Unavailable(_) | TransportError::Closed)) => {
+                self.nudge(SupervisorMsg::CheckAlive);
+                Err(CallError::Down {
+                    backend: self.config.name.clone(),
+                    reason: e.to_string(),
+                })
+            }
+            Err(e) => Err(CallError::Failed {
+                backend: self.config.name.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Cancels the call registered under `key`, if it is still running.
+    pub fn cancel(&self, key: &str, reason: Option<&str>) {
+        let entry = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        if let Some((id, conn)) = entry {
+            let mut params = json!({"requestId": id});
+            if let Some(r) = reason {
+                params["reason"] = json!(r);
+            }
+            let _ = conn
+                .transport
+                .send(&jsonrpc::notification("notifications/cancelled", params));
+        }
+    }
+
+    fn acquire_slot(&self) -> Result<SlotGuard<'_>, CallError> {
+        let deadline = Instant::now() + self.config.timeout;
+        let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy >= self.slots.max {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(CallError::Busy {
+                    backend: self.config.name.clone(),
+                });
+            }
+            busy = self
+                .slots
+                .freed
+                .wait_timeout(busy, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *busy += 1;
+        Ok(SlotGuard { slots: &self.slots })
+    }
+
+    /// Connects again right away (after an expired session), replacing the connection.
+    fn reconnect_now(&self) -> Result<(), String> {
+        let conn = self.connect()?;
+        let old = self
+            .connection
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(conn);
+        if let Some(old) = old {
+            old.transport.close();
+        }
+        Ok(())
+    }
+
+    fn supervise(self: Arc<Self>, rx: Receiver<SupervisorMsg>) {
+        let mut backoff = BACKOFF_START;
+        while !self.stopped.load(Ordering::SeqCst) {
+            match self.connect() {
+                Ok(conn) => {
+                    backoff = BACKOFF_START;
+                    log::info!(
+                        "[{}] connected ({}, protocol {})",
+                        self.config.name,
+                        self.config.transport.kind(),
+                        conn.version
+                    );
+                    *self.connection.write().unwrap_or_else(|e| e.into_inner()) = Some(conn);
+                    self.refresh_lists();
+                    self.set_state(State::Up, None);
+                    self.watch(&rx);
+                    if self.stopped.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let reason = "connection lost".to_string();
+                    log::warn!("[{}] {reason}; reconnecting", self.config.name);
+                    if let Some(old) = self
+                        .connection
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take()
+                    {
+                        old.transport.close();
+                    }
+                    self.set_down(reason);
+                }
+                Err(reason) => {
+                    log::warn!(
+                        "[{}] cannot connect: {reason}; next try in {} s",
+                        self.config.name,
+                        backoff.as_secs()
+                    );
+                    self.set_down(reason);
+                    // Wait for the backoff, but stay responsive to a stop.
+                    let until = Instant::now() + backoff;
+                    while Instant::now() < until {
+                        match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                            Ok(SupervisorMsg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                            _ => {}
+                        }
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// Runs while connected: refreshes lists on notification or timer, answers server requests,
+    /// returns when the connection is dead.
+    fn watch(&self, rx: &Receiver<SupervisorMsg>) {
+        let mut next_refresh = Instant::now() + self.refresh_interval;
+        loop {
+            let alive = self
+                .connection
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|c| c.transport.is_alive())
+                .unwrap_or(false);
+            if !alive {
+                return;
+            }
+            match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(SupervisorMsg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(SupervisorMsg::Refresh) => {
+                    // Several notifications often come in a burst: drain them, list once.
+                    while let Ok(SupervisorMsg::Refresh) = rx.try_recv() {}
+                    self.refresh_lists();
+                    next_refresh = Instant::now() + self.refresh_interval;
+                }
+                Ok(SupervisorMsg::ServerRequest(request)) => {
+                    if let Some(conn) = self
+                        .connection
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone()
+                    {
+                        answer_server_request(conn.transport.as_ref(), &request, &self.config.name);
+                    }
+                }
+                Ok(SupervisorMsg::CheckAlive) | Err(RecvTimeoutError::Timeout) => {}
+            }
+            if Instant::now() >= next_refresh {
+                self.refresh_lists();
+                next_refresh = Instant::now() + self.refresh_interval;
+            }
+        }
+    }
+
+    fn unsolicited_handler(&self) -> UnsolicitedHandler {
+        let tx = Mutex::new(
+            self.supervisor
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        );
+        let name = self.config.name.clone();
+        Arc::new(move |message: Value| {
+            let method = message.get("method").and_then(Value::as_str).unwrap_or("");
+            let msg = if message.get("id").is_some() && !method.is_empty() {
+                SupervisorMsg::ServerRequest(message.clone())
+            } else if method.ends_with("/list_changed") {
+                SupervisorMsg::Refresh
+            } else {
+                if method == "notifications/message" {
+                    log::info!(
+                        "[{name}] {}",
+                        message
+                            .get("params")
+                            .map(Value::to_string)
+                            .unwrap_or_default()
+                    );
+                }
+                return;
+            };
+            if let Some(tx) = tx.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                let _ = tx.send(msg);
+            }
+        })
+    }
+
+    /// Opens the transport and negotiates the protocol.
+    fn connect(&self) -> Result<Arc<Connection>, String> {
+        let name = &self.config.name;
+        let timeout = self.config.timeout.min(CONNECT_TIMEOUT_CAP);
+        let handler = self.unsolicited_handler();
+        match &self.config.transport {
+            TransportConfig::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => {
+                let t =
+                    stdio::StdioTransport::spawn(name, command, args, env, cwd.as_deref(), handler)
+                        .map_err(|e| e.to_string())?;
+                negotiate(Box::new(t), timeout, true)
+            }
+            TransportConfig::StreamableHttp { url, headers } => {
+                let t = http::HttpTransport::new(name, url, headers.clone(), handler)
+                    .map_err(|e| e.to_string())?;
+                negotiate(Box::new(t), timeout, true)
+            }
+            TransportConfig::Sse { url, headers } => {
+                let t = legacy_sse::LegacySseTransport::connect(
+                    name,
+                    url,
+                    headers.clone(),
+                    timeout,
+                    handler,
+                )
+                .map_err(|e| e.to_string())?;
+                negotiate(Box::new(t), timeout, false)
+            }
+            TransportConfig::AutoHttp { url, headers } => {
+                let t = http::HttpTransport::new(name, url, headers.clone(), Arc::clone(&handler))
+                    .map_err(|e| e.to_string())?;
+                match negotiate(Box::new(t), timeout, true) {
+                    Ok(conn) => Ok(conn),
+                    Err(http_error) => {
+                        log::info!("[{name}] Streamable HTTP failed ({http_error}); trying the older HTTP+SSE transport");
+                        let t = legacy_sse::LegacySseTransport::connect(
+                            name,
+                            url,
+                            headers.clone(),
+                            timeout,
+                            handler,
+                        )
+                        .map_err(|e| {
+                            format!(
+                                "neither Streamable HTTP ({http_error}) nor HTTP+SSE ({e}) worked"
+                            )
+                        })?;
+                        negotiate(Box::new(t), timeout, false)
+                    }
+                }
+            }
+        }
+    }
+
+    fn refresh_lists(&self) {
+        let Some(conn) = self
+            .connection
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        let caps = &conn.capabilities;
+        let mut lists = Lists::default();
+        let mut failed = None;
+        for (capability, method, key, target) in [
+            ("tools", "tools/list", "tools", &mut lists.tools),
+            (
+                "resources",
+                "resources/list",
+                "resources",
+                &mut lists.resources,
+            ),
+            (
+                "resources",
+                "resources/templates/list",
+                "resourceTemplates",
+                &mut lists.templates,
+            ),
+            ("prompts", "prompts/list", "prompts", &mut lists.prompts),
+        ] {
+            if caps.get(capability).is_none() {
+                continue;
+            }
+            match self.list_all(method, key) {
+                Ok(items) => *target = items,
+                Err(CallError::Rpc(e)) => {
+                    log::debug!("[{}] {method}: {}", self.config.name, e.message)
+                }
+                Err(e) => {
+                    log::warn!("[{}] {method} failed: {e}", self.config.name);
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if failed.is_some() {
+            // Keep the lists we had; a transient failure must not empty the catalog.
+            return;
+        }
+        let changed = {
+            let mut current = self.lists.write().unwrap_or_else(|e| e.into_inner());
+            let changed = **current != lists;
+            if changed {
+                *current = Arc::new(lists);
+            }
+            changed
+        };
+        if changed {
+            (self.on_change)();
+        }
+    }
+
+    fn list_all(&self, method: &str, key: &str) -> Result<Vec<Value>, CallError> {
+        let mut items = Vec::new();
+        let mut cursor: Option<Value> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let mut params = Map::new();
+            if let Some(c) = cursor.take() {
+                params.insert("cursor".to_string(), c);
+            }
+            let result = self.call(method, params, CallOptions::default(), &mut |_| {})?;
+            if let Some(Value::Array(page)) = result.get(key) {
+                items.extend(page.iter().cloned());
+            }
+            match result.get("nextCursor") {
+                Some(c @ Value::String(s)) if !s.is_empty() => cursor = Some(c.clone()),
+                _ => return Ok(items),
+            }
+        }
+        log::warn!(
+            "[{}] {method} returned more than {MAX_LIST_PAGES} pages; keeping the first ones",
+            self.config.name
+        );
+        Ok(items)
+    }
+}
+
+struct SlotGuard<'a> {
+    slots: &'a Slots,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
+        *busy = busy.saturating_sub(1);
+        self.slots.freed.notify_one();
+    }
+}
+
+fn meta_mut(params: &mut Map<String, Value>) -> &mut Map<String, Value> {
+    let meta = params
+        .entry("_meta".to_string())
+        .or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        *meta = json!({});
+    }
+    match meta {
+        Value::Object(m) => m,
+        // Just made an object above.
+        _ => unreachable!("_meta was set to an object"),
+    }
+}
+
+/// Our client identity.
+pub fn client_info() -> Value {
+    json!({"name": "mcp-gateway", "version": env!("CARGO_PKG_VERSION")})
+}
+
+/// Adds the 2026-07-28 per-request envelope to `params._meta`.
+fn add_envelope(params: &mut Map<String, Value>) {
+    let meta = meta_mut(params);
+    meta.insert(META_PROTOCOL_VERSION.to_string(), json!(MODERN_VERSION));
+    meta.insert(META_CLIENT_INFO.to_string(), client_info());
+    meta.insert(META_CLIENT_CAPABILITIES.to_string(), json!({}));
+}
+
+/// Answers a request the backend sent us. The gateway does not relay these to clients yet, so
+/// `ping` gets its empty result and everything else a clear JSON-RPC error.
+fn answer_server_request(transport: &dyn Transport, request: &Value, backend: &str) {
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let method = request.get("method").and_then(Value::as_str).unwrap_or("");
+    let reply = if method == "ping" {
+        jsonrpc::response(&id, json!({}))
+    } else {
+        log::info!("[{backend}] asked the client for {method}, which the gateway does not relay");
+        jsonrpc::error_response(
+            &id,
+            &RpcError::new(
+                jsonrpc::METHOD_NOT_FOUND,
+                format!("mcp-gateway does not relay {method} to clients"),
+            ),
+        )
+    };
+    if let Err(e) = transport.send(&reply) {
+        log::debug!("[{backend}] could not answer {method}: {e}");
+    }
+}
+
+/// Negotiates the protocol on a fresh transport: probe `server/discover` (when `probe_modern`),
+/// fall back to `initialize`.
+fn negotiate(
+    transport: Box<dyn Transport>,
+    timeout: Duration,
+    probe_modern: bool,
+) -> Result<Arc<Connection>, String> {
+    match negotiate_inner(transport.as_ref(), timeout, probe_modern) {
+        Ok((stateless, version, capabilities, server_info)) => Ok(Arc::new(Connection {
+            transport,
+            stateless,
+            version,
+            capabilities,
+            server_info,
+        })),
+        Err(e) => {
+            transport.close();
+            Err(e)
+        }
+    }
+}
+
+fn negotiate_inner(
+    transport: &dyn Transport,
+    timeout: Duration,
+    probe_modern: bool,
+) -> Result<(bool, String, Value, Value), String> {
+    let mut ignore = |_message: Value| {};
+    if probe_modern {
+        transport.set_protocol(WireProtocol {
+            version: Some(MODERN_VERSION.to_string()),
+            stateless: true,
+        });
+        let mut params = Map::new();
+        add_envelope(&mut params);
+        let probe = jsonrpc::request(&json!(0), "server/discover", Value::Object(params));
+        match transport.request(&probe, None, timeout, &mut ignore) {
+            Ok(response) => {
+                if let Some(result) = response.get("result") {
+                    let supported = result
+                        .get("supportedVersions")
+                        .and_then(Value::as_array)
+                        .map(|v| v.iter().any(|x| x == MODERN_VERSION))
+                        .unwrap_or(false);
+                    if supported {
+                        let info = result
+                            .pointer(&format!("/_meta/{}", META_SERVER_INFO.replace('/', "~1")))
+                            .or_else(|| result.get("serverInfo"))
+                            .cloned()
+                            .unwrap_or(Value::Null);
+                        return Ok((
+                            true,
+                            MODERN_VERSION.to_string(),
+                            result
+                                .get("capabilities")
+                                .cloned()
+                                .unwrap_or_else(|| json!({})),
+                            info,
+                        ));
+                    }
+                }
+            }
+            Err(
+                e @ (TransportError::Unavailable(_)
+                | TransportError::Timeout(_)
+                | TransportError::Closed),
+            ) => return Err(e.to_string()),
+            Err(_) => {} // any other answer means: not a 2026-07-28 server
+        }
+        if !transport.is_alive() {
+            return Err("the backend closed the connection".to_string());
+        }
+        transport.set_protocol(WireProtocol::default());
+    }
+    let params = json!({"protocolVersion": HANDSHAKE_VERSIONS[0], "capabilities": {}, "clientInfo": client_info()});
+    let init = jsonrpc::request(&json!(0), "initialize", params);
+    let response = transport
+        .request(&init, None, timeout, &mut ignore)
+        .map_err(|e| e.to_string())?;
+    if let Some(error) = response.get("error") {
+        return Err(format!(
+            "initialize was refused: {}",
+            RpcError::from_value(error).message
+        ));
+    }
+    let result = response.get("result").cloned().unwrap_or_else(|| json!({}));
+    let version = result
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if !HANDSHAKE_VERSIONS.contains(&version.as_str()) {
+        return Err(format!("the backend speaks protocol \"{version}\", which mcp-gateway does not know (it speaks {MODERN_VERSION} and {})", HANDSHAKE_VERSIONS.join(", ")));
+    }
+    transport.set_protocol(WireProtocol {
+        version: Some(version.clone()),
+        stateless: false,
+    });
+    transport
+        .send(&jsonrpc::notification(
+            "notifications/initialized",
+            json!({}),
+        ))
+        .map_err(|e| e.to_string())?;
+    transport.open_listen_stream();
+    Ok((
+        false,
+        version,
+        result
+            .get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+        result.get("serverInfo").cloned().unwrap_or(Value::Null),
+    ))
+}

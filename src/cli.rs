@@ -1,0 +1,421 @@
+//! The command line: `serve`, `token create|list|revoke`, `check-config`, `--help`, `--version`.
+
+use crate::config::{Config, ConfigError};
+use crate::gateway::Gateway;
+use crate::server::HttpServer;
+use crate::tokens::{self, TokenStore};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const USAGE: &str = "\
+mcp-gateway: one authenticated door to a household's MCP servers
+
+USAGE:
+    mcp-gateway serve [--config PATH] [--listen ADDR]
+    mcp-gateway token create NAME [--config PATH]
+    mcp-gateway token list [--config PATH]
+    mcp-gateway token revoke NAME [--config PATH]
+    mcp-gateway check-config --config PATH
+    mcp-gateway --help | --version
+
+OPTIONS:
+    --config PATH   JSON config file (default: $MCP_GATEWAY_CONFIG, else the built-in
+                    defaults: listen on 127.0.0.1:8080, state in ./mcp-gateway-state)
+    --listen ADDR   address to listen on, overriding the config (e.g. 0.0.0.0:8080)
+
+ENVIRONMENT:
+    MCP_GATEWAY_CONFIG   config file path when --config is not given
+    MCP_GATEWAY_LOG      log level: error, warn, info (default), debug, trace
+";
+
+/// A parsed command line.
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Config file.
+        config: Option<PathBuf>,
+        /// Listen address override.
+        listen: Option<String>,
+    },
+    /// Create a token.
+    TokenCreate {
+        /// Token name.
+        name: String,
+        /// Config file.
+        config: Option<PathBuf>,
+    },
+    /// List tokens.
+    TokenList {
+        /// Config file.
+        config: Option<PathBuf>,
+    },
+    /// Revoke a token.
+    TokenRevoke {
+        /// Token name.
+        name: String,
+        /// Config file.
+        config: Option<PathBuf>,
+    },
+    /// Check a config file.
+    CheckConfig {
+        /// Config file.
+        config: Option<PathBuf>,
+    },
+    /// Print usage.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// Parses arguments (without the program name). `env_config` is `$MCP_GATEWAY_CONFIG`.
+pub fn parse(args: &[String], env_config: Option<String>) -> Result<Command, String> {
+    let mut positional = Vec::new();
+    let mut config = None;
+    let mut listen = None;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        match flag {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--config" | "-c" => {
+                config = Some(PathBuf::from(
+                    inline
+                        .or_else(|| iter.next().cloned())
+                        .ok_or("--config needs a file path")?,
+                ))
+            }
+            "--listen" | "-l" => {
+                listen = Some(
+                    inline
+                        .or_else(|| iter.next().cloned())
+                        .ok_or("--listen needs an address such as 127.0.0.1:8080")?,
+                )
+            }
+            f if f.starts_with('-') => return Err(format!("unknown option {f}")),
+            _ => positional.push(arg.as_str()),
+        }
+    }
+    let config = config.or_else(|| env_config.filter(|s| !s.is_empty()).map(PathBuf::from));
+    let reject_listen = |cmd: &str| {
+        if listen.is_some() {
+            Err(format!("--listen does not apply to {cmd}"))
+        } else {
+            Ok(())
+        }
+    };
+    match positional.as_slice() {
+        [] => Err("no command given".to_string()),
+        ["help"] => Ok(Command::Help),
+        ["version"] => Ok(Command::Version),
+        ["serve"] => Ok(Command::Serve { config, listen }),
+        ["token", "create", name] => reject_listen("token").map(|_| Command::TokenCreate {
+            name: name.to_string(),
+            config,
+        }),
+        ["token", "revoke", name] => reject_listen("token").map(|_| Command::TokenRevoke {
+            name: name.to_string(),
+            config,
+        }),
+        ["token", "list"] => reject_listen("token").map(|_| Command::TokenList { config }),
+        ["token", ..] => Err("use: token create NAME | token list | token revoke NAME".to_string()),
+        ["check-config"] => reject_listen("check-config").map(|_| Command::CheckConfig { config }),
+        [other, ..] => Err(format!("unknown command \"{other}\"")),
+    }
+}
+
+/// Runs the program; returns the exit code.
+pub fn main_with_args(args: Vec<String>) -> i32 {
+    let command = match parse(&args, std::env::var("MCP_GATEWAY_CONFIG").ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{USAGE}");
+            return 2;
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{USAGE}");
+            0
+        }
+        Command::Version => {
+            println!("mcp-gateway {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Command::CheckConfig { config: None } => {
+            eprintln!("error: check-config needs --config PATH (or MCP_GATEWAY_CONFIG)");
+            2
+        }
+        Command::CheckConfig { config: Some(path) } => match Config::load(&path) {
+            Ok(config) => {
+                println!(
+                    "{}: OK ({} backend(s), listen {}, state in {})",
+                    path.display(),
+                    config.servers.len(),
+                    config.listen,
+                    config.state_dir.display()
+                );
+                0
+            }
+            Err(e) => {
+                eprint!("{e}");
+                if !matches!(e, ConfigError::Invalid(_)) {
+                    eprintln!();
+                }
+                1
+            }
+        },
+        Command::TokenCreate { name, config } => {
+            with_config(config, |c| match tokens::create(&c.state_dir, &name) {
+                Ok(token) => {
+                    println!("Created token \"{name}\" (state in {}). It is shown only this once; store it now:", c.state_dir.display());
+                    println!("{token}");
+                    0
+                }
+                Err(e) => fail(e),
+            })
+        }
+        Command::TokenRevoke { name, config } => {
+            with_config(config, |c| match tokens::revoke(&c.state_dir, &name) {
+                Ok(()) => {
+                    println!("Revoked token \"{name}\".");
+                    0
+                }
+                Err(e) => fail(e),
+            })
+        }
+        Command::TokenList { config } => {
+            with_config(config, |c| match tokens::list(&c.state_dir) {
+                Ok(list) if list.is_empty() => {
+                    println!("No tokens. Create one with: mcp-gateway token create NAME");
+                    0
+                }
+                Ok(list) => {
+                    println!("{:<24} {:<22} LAST USED", "NAME", "CREATED");
+                    for (record, used) in list {
+                        println!(
+                            "{:<24} {:<22} {}",
+                            record.name,
+                            format_time(record.created),
+                            used.map(format_time).unwrap_or_else(|| "never".into())
+                        );
+                    }
+                    0
+                }
+                Err(e) => fail(e),
+            })
+        }
+        Command::Serve { config, listen } => with_config(config, |c| serve(c, listen)),
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> i32 {
+    eprintln!("error: {e}");
+    1
+}
+
+fn with_config(path: Option<PathBuf>, run: impl FnOnce(Config) -> i32) -> i32 {
+    let config = match path {
+        Some(p) => match Config::load(&p) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 1;
+            }
+        },
+        None => Config::embedded_default(),
+    };
+    run(config)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` UTC.
+pub fn format_time(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn init_logging() {
+    let level = std::env::var("MCP_GATEWAY_LOG")
+        .ok()
+        .and_then(|l| l.parse::<log::LevelFilter>().ok())
+        .unwrap_or(log::LevelFilter::Info);
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(level)
+        .with_module_level("ureq", log::LevelFilter::Warn)
+        .with_module_level("rustls", log::LevelFilter::Warn)
+        .with_utc_timestamps()
+        .init();
+}
+
+fn serve(mut config: Config, listen: Option<String>) -> i32 {
+    init_logging();
+    if let Some(addr) = listen {
+        config.listen = addr;
+    }
+    if let Err(e) = crate::store::ensure_dir(&config.state_dir) {
+        return fail(format!(
+            "cannot create the state folder {}: {e}",
+            config.state_dir.display()
+        ));
+    }
+    let tokens = match TokenStore::open(&config.state_dir) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    if tokens.count() == 0 {
+        match tokens::create(&config.state_dir, "default") {
+            Ok(token) => {
+                println!("No bearer token existed, so one named \"default\" was created. It is shown only this once:");
+                println!("{token}");
+            }
+            Err(e) => return fail(e),
+        }
+    }
+    let listen = config.listen.clone();
+    let no_backends = config.servers.is_empty();
+    let source = config.source.clone();
+    let gateway = Gateway::start(config, tokens);
+    let server = match HttpServer::start(Arc::clone(&gateway), &listen) {
+        Ok(s) => s,
+        Err(e) => {
+            gateway.stop();
+            return fail(e);
+        }
+    };
+    let addr = server.local_addr;
+    eprintln!(
+        "mcp-gateway {} listening on http://{addr} (MCP endpoint http://{addr}/mcp)",
+        env!("CARGO_PKG_VERSION")
+    );
+    if no_backends {
+        eprintln!(
+            "No backends configured yet. Put them in a JSON config file in the mcpServers format, e.g.\n  {{\"mcpServers\": {{\"files\": {{\"command\": \"npx\", \"args\": [\"-y\", \"@modelcontextprotocol/server-filesystem\", \"/srv\"]}}}}}}\nthen run: mcp-gateway serve --config that-file.json"
+        );
+    } else if let Some(path) = source {
+        log::info!("config {}", path.display());
+    }
+    // SAFETY: installing a handler that only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+    let mut ticks = 0u64;
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+        ticks += 1;
+        if ticks % 300 == 0 {
+            gateway.tokens.flush_usage();
+        }
+    }
+    log::info!("stopping");
+    server.shutdown();
+    gateway.stop();
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_the_documented_forms() {
+        assert_eq!(
+            parse(&args("serve"), None),
+            Ok(Command::Serve {
+                config: None,
+                listen: None
+            })
+        );
+        assert_eq!(
+            parse(&args("serve --config a.json --listen 0.0.0.0:1"), None),
+            Ok(Command::Serve {
+                config: Some("a.json".into()),
+                listen: Some("0.0.0.0:1".into())
+            })
+        );
+        assert_eq!(
+            parse(&args("serve"), Some("env.json".into())),
+            Ok(Command::Serve {
+                config: Some("env.json".into()),
+                listen: None
+            })
+        );
+        assert_eq!(
+            parse(&args("token create laptop --config=x.json"), None),
+            Ok(Command::TokenCreate {
+                name: "laptop".into(),
+                config: Some("x.json".into())
+            })
+        );
+        assert_eq!(
+            parse(&args("token list"), None),
+            Ok(Command::TokenList { config: None })
+        );
+        assert_eq!(
+            parse(&args("token revoke a"), None),
+            Ok(Command::TokenRevoke {
+                name: "a".into(),
+                config: None
+            })
+        );
+        assert_eq!(
+            parse(&args("check-config --config c.json"), None),
+            Ok(Command::CheckConfig {
+                config: Some("c.json".into())
+            })
+        );
+        assert_eq!(parse(&args("--version"), None), Ok(Command::Version));
+        assert_eq!(parse(&args("serve --help"), None), Ok(Command::Help));
+    }
+
+    #[test]
+    fn rejects_what_it_does_not_know() {
+        assert!(parse(&args("serv"), None)
+            .unwrap_err()
+            .contains("unknown command"));
+        assert!(parse(&args("serve --lisen x"), None)
+            .unwrap_err()
+            .contains("unknown option"));
+        assert!(parse(&args("serve --config"), None).is_err());
+        assert!(parse(&args("token"), None).is_err());
+        assert!(parse(&args(""), None).is_err());
+    }
+
+    #[test]
+    fn formats_times() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(format_time(1_795_000_000), "2026-11-18 11:06:40");
+    }
+}

@@ -1,0 +1,963 @@
+//! The configuration file: reading it, expanding `${ENV}` references, checking every key, and
+//! producing the resolved [`Config`] that the rest of the gateway trusts.
+//!
+//! The file is JSON. Backends sit under `mcpServers` in the format Claude Desktop, Cursor and mcpo
+//! already use; gateway keys sit beside it. Checking walks the raw JSON by hand rather than
+//! through serde so that *every* problem is reported at once, each with its JSON path and a hint.
+
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Address used when neither the config nor `--listen` names one.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// State folder used when the config names none (relative to the config file's folder, or to the
+/// current folder when running without a config file).
+pub const DEFAULT_STATE_DIR: &str = "mcp-gateway-state";
+/// Server name reserved for the gateway's own built-in tools.
+pub const BUILTIN_SERVER: &str = "gateway";
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on, `host:port`.
+    pub listen: String,
+    /// The URL clients use to reach the gateway (behind a proxy or tunnel), without a trailing `/`.
+    pub public_url: Option<String>,
+    /// Folder for tokens and other state.
+    pub state_dir: PathBuf,
+    /// Number of worker threads answering requests.
+    pub workers: usize,
+    /// Size, time and concurrency limits.
+    pub limits: Limits,
+    /// Extra browser origins allowed to call `/mcp` (loopback origins are always allowed).
+    pub allowed_origins: Vec<String>,
+    /// Backends, in config order (the order decides who keeps a name on a clash).
+    pub servers: Vec<ServerConfig>,
+    /// Where the config came from, for messages.
+    pub source: Option<PathBuf>,
+}
+
+/// Size, time and concurrency limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest request body accepted (bigger is HTTP 413).
+    pub max_body_bytes: usize,
+    /// Default time a backend call may take, unless the server sets `timeout_ms`.
+    pub call_timeout: Duration,
+    /// Read/write timeout on client sockets: a stalled client is dropped after this.
+    pub io_timeout: Duration,
+    /// Items per page in our list results (`nextCursor` beyond).
+    pub page_size: usize,
+    /// Calls in flight at once per backend; further calls wait, then fail.
+    pub max_calls_per_backend: usize,
+    /// How often backends' lists are fetched again even without a change notification.
+    pub refresh_interval: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 4 * 1024 * 1024,
+            call_timeout: Duration::from_secs(60),
+            io_timeout: Duration::from_secs(30),
+            page_size: 500,
+            max_calls_per_backend: 4,
+            refresh_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One backend from `mcpServers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// The key under `mcpServers`; the prefix of its tool names.
+    pub name: String,
+    /// How to reach it.
+    pub transport: TransportConfig,
+    /// Time one call may take.
+    pub timeout: Duration,
+    /// False: declared but not started.
+    pub enabled: bool,
+    /// Tool name globs to expose (empty: all).
+    pub tools_allow: Vec<String>,
+    /// Tool name globs to hide (applied after `allow`).
+    pub tools_deny: Vec<String>,
+}
+
+/// How a backend is reached.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransportConfig {
+    /// A child process speaking newline-delimited JSON-RPC on stdin/stdout.
+    Stdio {
+        /// Program to run.
+        command: String,
+        /// Its arguments.
+        args: Vec<String>,
+        /// Environment added to the gateway's own.
+        env: Vec<(String, String)>,
+        /// Working folder.
+        cwd: Option<PathBuf>,
+    },
+    /// Streamable HTTP (`"type": "streamable-http"` or `"http"`).
+    StreamableHttp {
+        /// Endpoint URL.
+        url: String,
+        /// Headers sent on every request (the backend's own credentials).
+        headers: Vec<(String, String)>,
+    },
+    /// The 2024-11-05 HTTP+SSE transport (`"type": "sse"`).
+    Sse {
+        /// URL of the SSE stream.
+        url: String,
+        /// Headers sent on every request.
+        headers: Vec<(String, String)>,
+    },
+    /// Only a `url`: try Streamable HTTP, fall back to SSE.
+    AutoHttp {
+        /// Endpoint URL.
+        url: String,
+        /// Headers sent on every request.
+        headers: Vec<(String, String)>,
+    },
+}
+
+impl TransportConfig {
+    /// Short name for `/status` and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TransportConfig::Stdio { .. } => "stdio",
+            TransportConfig::StreamableHttp { .. } => "streamable-http",
+            TransportConfig::Sse { .. } => "sse",
+            TransportConfig::AutoHttp { .. } => "http",
+        }
+    }
+}
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// JSON path, like `$.mcpServers.web.url`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// What to do about it.
+    pub hint: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)?;
+        if !self.hint.is_empty() {
+            write!(f, " (hint: {})", self.hint)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read(PathBuf, std::io::Error),
+    /// The file is not JSON.
+    Syntax(PathBuf, serde_json::Error),
+    /// The file is JSON but has problems.
+    Invalid(Vec<Problem>),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read(p, e) => write!(f, "cannot read config file {}: {e}", p.display()),
+            ConfigError::Syntax(p, e) => write!(
+                f,
+                "config file {} is not valid JSON: {e} (hint: check for a trailing comma or a missing quote near that line)",
+                p.display()
+            ),
+            ConfigError::Invalid(problems) => {
+                writeln!(f, "the config has {} problem(s):", problems.len())?;
+                for p in problems {
+                    writeln!(f, "  {p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// The built-in configuration used when no file is given.
+    pub fn embedded_default() -> Config {
+        Config {
+            listen: DEFAULT_LISTEN.to_string(),
+            public_url: None,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            workers: 8,
+            limits: Limits::default(),
+            allowed_origins: Vec::new(),
+            servers: Vec::new(),
+            source: None,
+        }
+    }
+
+    /// Reads and checks the file at `path`, expanding `${NAME}` from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut config =
+            Config::parse(&text, &base, &|name| std::env::var(name).ok()).map_err(|e| match e {
+                ConfigError::Syntax(_, err) => ConfigError::Syntax(path.to_path_buf(), err),
+                other => other,
+            })?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Parses config text. Relative paths are resolved against `base`; `env` looks up variables.
+    pub fn parse(
+        text: &str,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut raw: Value =
+            serde_json::from_str(text).map_err(|e| ConfigError::Syntax(PathBuf::new(), e))?;
+        let mut checker = Checker::default();
+        expand_env(&mut raw, "$", env, &mut checker);
+        let config = checker.config(&raw, base);
+        if checker.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(checker.problems))
+        }
+    }
+
+    /// The origins that may call us from a browser, loopback aside.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        if is_loopback_origin(origin) {
+            return true;
+        }
+        let origin = origin.trim_end_matches('/');
+        if let Some(public) = &self.public_url {
+            if origin_of(public).eq_ignore_ascii_case(origin) {
+                return true;
+            }
+        }
+        self.allowed_origins
+            .iter()
+            .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    }
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
+    }
+}
+
+fn is_loopback_origin(origin: &str) -> bool {
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .unwrap_or("");
+    let host = if let Some(v6) = rest.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        rest.split(':').next().unwrap_or("")
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// Replaces `${NAME}` in every string value.
+fn expand_env(
+    value: &mut Value,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    checker: &mut Checker,
+) {
+    match value {
+        Value::String(s) if s.contains("${") => match expand_string(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err(name) => checker.problem(
+                path,
+                format!("environment variable {name} is not set"),
+                format!(
+                    "export {name}=... before starting the gateway, or put the value in the file"
+                ),
+            ),
+        },
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand_env(item, &format!("{path}[{i}]"), env, checker);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                expand_env(item, &join_path(path, key), env, checker);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Expands `${NAME}` references; `Err(name)` for the first unset variable.
+pub fn expand_string(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) if is_env_name(&after[..end]) => {
+                let name = &after[..end];
+                out.push_str(&env(name).ok_or_else(|| name.to_string())?);
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push_str("${");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn join_path(path: &str, key: &str) -> String {
+    if key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !key.is_empty()
+    {
+        format!("{path}.{key}")
+    } else {
+        format!("{path}[{}]", Value::String(key.to_string()))
+    }
+}
+
+/// Collects problems while reading the raw JSON.
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+const TOP_KEYS: &[&str] = &[
+    "mcpServers",
+    "listen",
+    "public_url",
+    "state_dir",
+    "workers",
+    "limits",
+    "allowed_origins",
+];
+const LIMIT_KEYS: &[&str] = &[
+    "max_body_bytes",
+    "call_timeout_ms",
+    "io_timeout_ms",
+    "page_size",
+    "max_calls_per_backend",
+    "refresh_interval_secs",
+];
+const STDIO_KEYS: &[&str] = &[
+    "command",
+    "args",
+    "env",
+    "cwd",
+    "type",
+    "timeout_ms",
+    "enabled",
+    "tools",
+    "disabled",
+];
+const HTTP_KEYS: &[&str] = &[
+    "url",
+    "type",
+    "headers",
+    "timeout_ms",
+    "enabled",
+    "tools",
+    "disabled",
+];
+const TOOLS_KEYS: &[&str] = &["allow", "deny"];
+
+impl Checker {
+    fn problem(&mut self, path: &str, message: impl Into<String>, hint: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.to_string(),
+            message: message.into(),
+            hint: hint.into(),
+        });
+    }
+
+    fn unknown_keys(&mut self, map: &Map<String, Value>, path: &str, known: &[&str]) {
+        for key in map.keys() {
+            if !known.contains(&key.as_str()) {
+                let hint = match closest(key, known) {
+                    Some(k) => format!("did you mean \"{k}\"?"),
+                    None => format!("known keys here: {}", known.join(", ")),
+                };
+                self.problem(&join_path(path, key), "unknown key", hint);
+            }
+        }
+    }
+
+    fn string(&mut self, map: &Map<String, Value>, path: &str, key: &str) -> Option<String> {
+        match map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                self.problem(
+                    &join_path(path, key),
+                    format!("expected a string, found {}", kind(other)),
+                    "put the value in double quotes",
+                );
+                None
+            }
+        }
+    }
+
+    fn number(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+        min: u64,
+        max: u64,
+    ) -> Option<u64> {
+        match map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) if (min..=max).contains(&v) => Some(v),
+                _ => {
+                    self.problem(
+                        &join_path(path, key),
+                        format!("{n} is out of range"),
+                        format!("use a whole number from {min} to {max}"),
+                    );
+                    None
+                }
+            },
+            Some(other) => {
+                self.problem(
+                    &join_path(path, key),
+                    format!("expected a number, found {}", kind(other)),
+                    format!("use a whole number from {min} to {max}, without quotes"),
+                );
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, map: &Map<String, Value>, path: &str, key: &str) -> Option<bool> {
+        match map.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                self.problem(
+                    &join_path(path, key),
+                    format!("expected true or false, found {}", kind(other)),
+                    "write true or false without quotes",
+                );
+                None
+            }
+        }
+    }
+
+    fn string_list(&mut self, map: &Map<String, Value>, path: &str, key: &str) -> Vec<String> {
+        let item_path = join_path(path, key);
+        match map.get(key) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) => out.push(s.clone()),
+                        other => self.problem(
+                            &format!("{item_path}[{i}]"),
+                            format!("expected a string, found {}", kind(other)),
+                            "every entry of this list is a string",
+                        ),
+                    }
+                }
+                out
+            }
+            Some(other) => {
+                self.problem(
+                    &item_path,
+                    format!("expected a list of strings, found {}", kind(other)),
+                    "write [\"a\", \"b\"]",
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn string_map(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+    ) -> Vec<(String, String)> {
+        let map_path = join_path(path, key);
+        match map.get(key) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Object(entries)) => {
+                let mut out = Vec::new();
+                for (k, v) in entries {
+                    match v {
+                        Value::String(s) => out.push((k.clone(), s.clone())),
+                        Value::Number(n) => out.push((k.clone(), n.to_string())),
+                        Value::Bool(b) => out.push((k.clone(), b.to_string())),
+                        other => self.problem(
+                            &join_path(&map_path, k),
+                            format!("expected a string, found {}", kind(other)),
+                            "values here are strings",
+                        ),
+                    }
+                }
+                out
+            }
+            Some(other) => {
+                self.problem(
+                    &map_path,
+                    format!("expected an object, found {}", kind(other)),
+                    "write {\"NAME\": \"value\"}",
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn config(&mut self, raw: &Value, base: &Path) -> Config {
+        let mut config = Config::embedded_default();
+        let Some(top) = raw.as_object() else {
+            self.problem(
+                "$",
+                format!("expected an object, found {}", kind(raw)),
+                "the file must be a JSON object like {\"mcpServers\": {}}",
+            );
+            return config;
+        };
+        self.unknown_keys(top, "$", TOP_KEYS);
+        if let Some(listen) = self.string(top, "$", "listen") {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                self.problem(
+                    "$.listen",
+                    format!("\"{listen}\" is not an address with a port"),
+                    "write it like \"127.0.0.1:8080\" or \"0.0.0.0:8080\"",
+                );
+            }
+            config.listen = listen;
+        }
+        if let Some(url) = self.string(top, "$", "public_url") {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                self.problem(
+                    "$.public_url",
+                    "must start with http:// or https://",
+                    "use the URL clients type, e.g. \"https://gateway.example.net\"",
+                );
+            }
+            config.public_url = Some(url.trim_end_matches('/').to_string());
+        }
+        if let Some(dir) = self.string(top, "$", "state_dir") {
+            if dir.is_empty() {
+                self.problem(
+                    "$.state_dir",
+                    "must not be empty",
+                    "name a folder the gateway may write, e.g. \"/var/lib/mcp-gateway\"",
+                );
+            }
+            config.state_dir = PathBuf::from(dir);
+        }
+        if config.state_dir.is_relative() {
+            config.state_dir = base.join(&config.state_dir);
+        }
+        if let Some(workers) = self.number(top, "$", "workers", 1, 256) {
+            config.workers = workers as usize;
+        }
+        config.allowed_origins = self.string_list(top, "$", "allowed_origins");
+        match top.get("limits") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(limits)) => self.limits(limits, &mut config.limits),
+            Some(other) => self.problem(
+                "$.limits",
+                format!("expected an object, found {}", kind(other)),
+                "write {\"max_body_bytes\": 4194304}",
+            ),
+        }
+        match top.get("mcpServers") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(servers)) => {
+                for (name, entry) in servers {
+                    if let Some(server) = self.server(name, entry, base, config.limits.call_timeout)
+                    {
+                        config.servers.push(server);
+                    }
+                }
+            }
+            Some(other) => self.problem(
+                "$.mcpServers",
+                format!("expected an object, found {}", kind(other)),
+                "write {\"name\": {\"command\": \"...\"}}",
+            ),
+        }
+        config
+    }
+
+    fn limits(&mut self, map: &Map<String, Value>, limits: &mut Limits) {
+        let path = "$.limits";
+        self.unknown_keys(map, path, LIMIT_KEYS);
+        if let Some(v) = self.number(map, path, "max_body_bytes", 1024, 1 << 30) {
+            limits.max_body_bytes = v as usize;
+        }
+        if let Some(v) = self.number(map, path, "call_timeout_ms", 100, 3_600_000) {
+            limits.call_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = self.number(map, path, "io_timeout_ms", 100, 3_600_000) {
+            limits.io_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = self.number(map, path, "page_size", 1, 100_000) {
+            limits.page_size = v as usize;
+        }
+        if let Some(v) = self.number(map, path, "max_calls_per_backend", 1, 1024) {
+            limits.max_calls_per_backend = v as usize;
+        }
+        if let Some(v) = self.number(map, path, "refresh_interval_secs", 5, 86_400) {
+            limits.refresh_interval = Duration::from_secs(v);
+        }
+    }
+
+    fn server(
+        &mut self,
+        name: &str,
+        entry: &Value,
+        base: &Path,
+        default_timeout: Duration,
+    ) -> Option<ServerConfig> {
+        let path = join_path("$.mcpServers", name);
+        if !valid_server_name(name) {
+            self.problem(&path, format!("\"{name}\" is not a usable server name"), "use 1-32 letters, digits, '-' or single '_' (it becomes the tool prefix <name>__tool)");
+        } else if name == BUILTIN_SERVER {
+            self.problem(
+                &path,
+                "the name \"gateway\" is reserved for the gateway's own tools",
+                "pick another name",
+            );
+        }
+        let Some(map) = entry.as_object() else {
+            self.problem(
+                &path,
+                format!("expected an object, found {}", kind(entry)),
+                "write {\"command\": \"...\"} or {\"url\": \"...\"}",
+            );
+            return None;
+        };
+        let kind_field = self.string(map, &path, "type");
+        let has_command = map.contains_key("command");
+        let has_url = map.contains_key("url");
+        let transport = match (has_command, has_url) {
+            (true, true) => {
+                self.problem(
+                    &path,
+                    "has both \"command\" and \"url\"",
+                    "a backend is either a program (command) or a URL, not both",
+                );
+                return None;
+            }
+            (false, false) => {
+                self.problem(
+                    &path,
+                    "has neither \"command\" nor \"url\"",
+                    "add \"command\" for a local program or \"url\" for an HTTP server",
+                );
+                return None;
+            }
+            (true, false) => {
+                self.unknown_keys(map, &path, STDIO_KEYS);
+                if let Some(t) = &kind_field {
+                    if t != "stdio" {
+                        self.problem(
+                            &join_path(&path, "type"),
+                            format!("\"{t}\" does not go with \"command\""),
+                            "use \"stdio\" or leave \"type\" out",
+                        );
+                    }
+                }
+                let command = self.string(map, &path, "command").unwrap_or_default();
+                if command.trim().is_empty() {
+                    self.problem(
+                        &join_path(&path, "command"),
+                        "must not be empty",
+                        "name the program to run, e.g. \"npx\" or \"/usr/bin/python3\"",
+                    );
+                }
+                let cwd = self.string(map, &path, "cwd").map(|c| {
+                    let p = PathBuf::from(c);
+                    if p.is_relative() {
+                        base.join(p)
+                    } else {
+                        p
+                    }
+                });
+                TransportConfig::Stdio {
+                    command,
+                    args: self.string_list(map, &path, "args"),
+                    env: self.string_map(map, &path, "env"),
+                    cwd,
+                }
+            }
+            (false, true) => {
+                self.unknown_keys(map, &path, HTTP_KEYS);
+                let url = self.string(map, &path, "url").unwrap_or_default();
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    self.problem(
+                        &join_path(&path, "url"),
+                        format!("\"{url}\" is not an http:// or https:// URL"),
+                        "write the backend's full URL, e.g. \"http://127.0.0.1:8000/mcp\"",
+                    );
+                }
+                let headers = self.string_map(map, &path, "headers");
+                match kind_field.as_deref() {
+                    None => TransportConfig::AutoHttp { url, headers },
+                    Some("streamable-http" | "streamable_http" | "streamableHttp" | "http") => {
+                        TransportConfig::StreamableHttp { url, headers }
+                    }
+                    Some("sse") => TransportConfig::Sse { url, headers },
+                    Some(other) => {
+                        self.problem(
+                            &join_path(&path, "type"),
+                            format!("unknown transport type \"{other}\""),
+                            "use \"streamable-http\", \"http\" or \"sse\"",
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        let timeout = self
+            .number(map, &path, "timeout_ms", 100, 3_600_000)
+            .map(Duration::from_millis)
+            .unwrap_or(default_timeout);
+        let mut enabled = self.boolean(map, &path, "enabled").unwrap_or(true);
+        if self.boolean(map, &path, "disabled") == Some(true) {
+            enabled = false;
+        }
+        let (mut allow, mut deny) = (Vec::new(), Vec::new());
+        match map.get("tools") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(tools)) => {
+                let tools_path = join_path(&path, "tools");
+                self.unknown_keys(tools, &tools_path, TOOLS_KEYS);
+                allow = self.string_list(tools, &tools_path, "allow");
+                deny = self.string_list(tools, &tools_path, "deny");
+            }
+            Some(other) => self.problem(
+                &join_path(&path, "tools"),
+                format!("expected an object, found {}", kind(other)),
+                "write {\"allow\": [\"get_*\"], \"deny\": [\"delete_*\"]}",
+            ),
+        }
+        Some(ServerConfig {
+            name: name.to_string(),
+            transport,
+            timeout,
+            enabled,
+            tools_allow: allow,
+            tools_deny: deny,
+        })
+    }
+}
+
+/// Server names become tool prefixes, so they follow the tool-name alphabet and never contain the
+/// `__` separator.
+pub fn valid_server_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !name.contains("__")
+        && !name.ends_with('_')
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The known key nearest to a typo, if any is close.
+fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| {
+            (
+                edit_distance(&key.to_ascii_lowercase(), &k.to_ascii_lowercase()),
+                *k,
+            )
+        })
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for j in 0..b.len() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == b[j] {
+                prev
+            } else {
+                1 + prev.min(row[j]).min(row[j + 1])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// Environment as a map, for tests and `check-config`.
+pub fn process_env() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/gw"), &|name| {
+            (name == "HA_TOKEN").then(|| "secret-value".to_string())
+        })
+    }
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match parse(text) {
+            Err(ConfigError::Invalid(p)) => p,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn claude_desktop_format_is_accepted_as_is() {
+        let config = parse(
+            r#"{"mcpServers": {
+                "files": {"command": "npx", "args": ["-y", "server-filesystem", "/tmp"], "env": {"A": "1"}},
+                "ha": {"url": "http://127.0.0.1:8123/api/mcp", "type": "http", "headers": {"Authorization": "Bearer ${HA_TOKEN}"}},
+                "old": {"url": "http://127.0.0.1:9000/sse", "type": "sse"},
+                "cursor": {"url": "http://127.0.0.1:9001/mcp"}
+            }}"#,
+        )
+        .expect("valid");
+        assert_eq!(config.servers.len(), 4);
+        assert_eq!(config.servers[0].name, "files");
+        assert!(
+            matches!(&config.servers[0].transport, TransportConfig::Stdio { command, args, .. } if command == "npx" && args.len() == 3)
+        );
+        match &config.servers[1].transport {
+            TransportConfig::StreamableHttp { headers, .. } => {
+                assert_eq!(headers[0].1, "Bearer secret-value")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(config.servers[2].transport.kind(), "sse");
+        assert_eq!(config.servers[3].transport.kind(), "http");
+        assert_eq!(config.state_dir, Path::new("/etc/gw/mcp-gateway-state"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let found = problems(
+            r#"{"lisen": "x", "workers": "8", "limits": {"max_body_bytes": 5},
+                "mcpServers": {"web": {"urll": "http://x"}, "a__b": {"command": "x"},
+                               "ha": {"url": "http://x", "headers": {"Authorization": "Bearer ${MISSING_VAR}"}}}}"#,
+        );
+        let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"$.lisen"), "{paths:?}");
+        assert!(paths.contains(&"$.workers"), "{paths:?}");
+        assert!(paths.contains(&"$.limits.max_body_bytes"), "{paths:?}");
+        assert!(paths.contains(&"$.mcpServers.web"), "{paths:?}");
+        assert!(paths.contains(&"$.mcpServers.a__b"), "{paths:?}");
+        assert!(
+            paths.contains(&"$.mcpServers.ha.headers.Authorization"),
+            "{paths:?}"
+        );
+        let typo = found
+            .iter()
+            .find(|p| p.path == "$.lisen")
+            .expect("typo reported");
+        assert!(typo.hint.contains("listen"), "{typo}");
+        let env = found
+            .iter()
+            .find(|p| p.path.ends_with("Authorization"))
+            .expect("env reported");
+        assert!(env.message.contains("MISSING_VAR"));
+    }
+
+    #[test]
+    fn unknown_key_inside_a_server_is_an_error() {
+        let found = problems(r#"{"mcpServers": {"web": {"url": "http://x", "timeout": 5}}}"#);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "$.mcpServers.web.timeout");
+        assert!(found[0].hint.contains("timeout_ms"));
+    }
+
+    #[test]
+    fn syntax_errors_are_not_problems_lists() {
+        assert!(matches!(
+            parse("{\"mcpServers\": {},}"),
+            Err(ConfigError::Syntax(..))
+        ));
+    }
+
+    #[test]
+    fn env_expansion_leaves_other_dollars_alone() {
+        let env = |n: &str| (n == "X").then(|| "1".to_string());
+        assert_eq!(expand_string("a${X}b", &env), Ok("a1b".to_string()));
+        assert_eq!(
+            expand_string("$5 ${ not} ${X}", &env),
+            Ok("$5 ${ not} 1".to_string())
+        );
+        assert_eq!(expand_string("${NOPE}", &env), Err("NOPE".to_string()));
+    }
+
+    #[test]
+    fn origins() {
+        let mut config = Config::embedded_default();
+        config.public_url = Some("https://gw.example.net".to_string());
+        assert!(config.origin_allowed("http://localhost:3000"));
+        assert!(config.origin_allowed("http://127.0.0.1:8080"));
+        assert!(config.origin_allowed("http://[::1]:5"));
+        assert!(config.origin_allowed("https://gw.example.net"));
+        assert!(!config.origin_allowed("https://evil.example"));
+        assert!(!config.origin_allowed("http://localhost.evil.example"));
+        assert!(!config.origin_allowed("http://127.evil.example"));
+    }
+}

@@ -1,0 +1,4 @@
+//! The faces: each turns one protocol spoken by clients into calls on the [`crate::gateway`] core
+//! and its answers back into that protocol.
+
+pub mod mcp;

@@ -1,0 +1,244 @@
+//! The core every face calls: the backends, the aggregated catalog, the token store, and the
+//! one path a tool call takes (route, call, report).
+
+use crate::backend::{Backend, CallError, CallOptions};
+use crate::builtin;
+use crate::catalog::{Catalog, Route, Source};
+use crate::config::Config;
+use crate::jsonrpc::{self, RpcError};
+use crate::tokens::TokenStore;
+use serde_json::{json, Map, Value};
+use std::sync::mpsc;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Instant;
+
+/// Kinds of list a client may be told changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    /// tools/list
+    Tools,
+    /// resources/list and templates
+    Resources,
+    /// prompts/list
+    Prompts,
+}
+
+/// A callback told when lists change (faces use it to notify their clients).
+pub type ChangeListener = Box<dyn Fn(&[ListKind]) + Send + Sync>;
+
+/// The running gateway.
+pub struct Gateway {
+    /// The configuration it runs with.
+    pub config: Config,
+    /// Backends in config order.
+    pub backends: Vec<Arc<Backend>>,
+    /// Bearer tokens.
+    pub tokens: TokenStore,
+    /// When it started.
+    pub started: Instant,
+    catalog: RwLock<Arc<Catalog>>,
+    listeners: RwLock<Vec<ChangeListener>>,
+}
+
+impl Gateway {
+    /// Builds the gateway and starts its backends (in the background: this returns at once).
+    pub fn start(config: Config, tokens: TokenStore) -> Arc<Gateway> {
+        let (changed_tx, changed_rx) = mpsc::channel::<()>();
+        let changed_tx = std::sync::Mutex::new(changed_tx);
+        let changed_tx = Arc::new(changed_tx);
+        let backends = config
+            .servers
+            .iter()
+            .map(|server| {
+                let tx = Arc::clone(&changed_tx);
+                Backend::new(
+                    server.clone(),
+                    config.limits.max_calls_per_backend,
+                    config.limits.refresh_interval,
+                    Box::new(move || {
+                        let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(());
+                    }),
+                )
+            })
+            .collect();
+        let gateway = Arc::new(Gateway {
+            config,
+            backends,
+            tokens,
+            started: Instant::now(),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            listeners: RwLock::new(Vec::new()),
+        });
+        gateway.rebuild_catalog();
+        let weak = Arc::downgrade(&gateway);
+        let _ = std::thread::Builder::new()
+            .name("catalog".into())
+            .spawn(move || catalog_loop(weak, changed_rx));
+        for backend in &gateway.backends {
+            backend.start();
+        }
+        gateway
+    }
+
+    /// Stops every backend.
+    pub fn stop(&self) {
+        for backend in &self.backends {
+            backend.stop();
+        }
+        self.tokens.flush_usage();
+    }
+
+    /// Registers a listener for list changes.
+    pub fn on_lists_changed(&self, listener: ChangeListener) {
+        self.listeners
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(listener);
+    }
+
+    /// The current catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        Arc::clone(&self.catalog.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Builds the catalog again from the backends' lists; tells listeners what changed.
+    pub fn rebuild_catalog(&self) {
+        let lists: Vec<_> = self.backends.iter().map(|b| b.lists()).collect();
+        let sources: Vec<Source<'_>> = self
+            .backends
+            .iter()
+            .zip(&lists)
+            .map(|(b, l)| Source {
+                server: b.name(),
+                allow: &b.config.tools_allow,
+                deny: &b.config.tools_deny,
+                lists: l,
+            })
+            .collect();
+        let fresh = Catalog::build(builtin::tool_definitions(), &sources);
+        for clash in &fresh.clashes {
+            log::warn!("{clash}");
+        }
+        let before = self.catalog().fingerprints();
+        let after = fresh.fingerprints();
+        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+        let kinds: Vec<ListKind> = [ListKind::Tools, ListKind::Resources, ListKind::Prompts]
+            .into_iter()
+            .zip(before.iter().zip(after.iter()))
+            .filter(|(_, (b, a))| b != a)
+            .map(|(k, _)| k)
+            .collect();
+        if !kinds.is_empty() {
+            for listener in self
+                .listeners
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+            {
+                listener(&kinds);
+            }
+        }
+    }
+
+    /// Calls the namespaced tool `name` with `arguments`.
+    pub fn call_tool(
+        &self,
+        name: &str,
+        arguments: Value,
+        options: CallOptions,
+        on_notification: &mut dyn FnMut(Value),
+    ) -> Result<Value, RpcError> {
+        let catalog = self.catalog();
+        match catalog.tool(name) {
+            None => Err(RpcError::new(
+                jsonrpc::INVALID_PARAMS,
+                format!("unknown tool \"{name}\" (tools/list shows the tools this gateway offers)"),
+            )
+            .with_data(json!({"name": name}))),
+            Some(Route::Builtin(tool)) => builtin::call(self, tool, &arguments),
+            Some(Route::Backend { backend, original }) => {
+                let mut params = Map::new();
+                params.insert("name".into(), json!(original));
+                params.insert("arguments".into(), arguments);
+                self.forward(*backend, "tools/call", params, options, on_notification)
+            }
+        }
+    }
+
+    /// Sends `method` to backend `index`, mapping failures to JSON-RPC errors.
+    pub fn forward(
+        &self,
+        index: usize,
+        method: &str,
+        params: Map<String, Value>,
+        options: CallOptions,
+        on_notification: &mut dyn FnMut(Value),
+    ) -> Result<Value, RpcError> {
+        let Some(backend) = self.backends.get(index) else {
+            return Err(RpcError::new(
+                jsonrpc::INTERNAL_ERROR,
+                "route to a backend that does not exist",
+            ));
+        };
+        backend
+            .call(method, params, options, on_notification)
+            .map_err(|e| {
+                if !matches!(e, CallError::Rpc(_)) {
+                    log::warn!("{method} on '{}' failed: {e}", backend.name());
+                }
+                e.to_rpc()
+            })
+    }
+
+    /// Cancels a call started with `cancel_key`, wherever it runs.
+    pub fn cancel(&self, cancel_key: &str, reason: Option<&str>) {
+        for backend in &self.backends {
+            backend.cancel(cancel_key, reason);
+        }
+    }
+
+    /// The status report shared by `/status` and the `gateway__status` tool.
+    pub fn status_json(&self) -> Value {
+        let backends: Vec<Value> = self
+            .backends
+            .iter()
+            .map(|b| {
+                let s = b.status();
+                json!({
+                    "name": s.name,
+                    "transport": s.transport,
+                    "state": s.state.as_str(),
+                    "protocol_version": s.protocol_version,
+                    "server_info": s.server_info,
+                    "tools": s.tools,
+                    "last_error": s.last_error,
+                    "last_latency_ms": s.last_latency_ms,
+                    "calls": s.calls,
+                    "failures": s.failures,
+                })
+            })
+            .collect();
+        let catalog = self.catalog();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "tools": catalog.tools.len(),
+            "resources": catalog.resources.len(),
+            "prompts": catalog.prompts.len(),
+            "clashes": catalog.clashes,
+            "backends": backends,
+        })
+    }
+}
+
+fn catalog_loop(gateway: Weak<Gateway>, changed: mpsc::Receiver<()>) {
+    while changed.recv().is_ok() {
+        // Coalesce bursts (several backends coming up at once).
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        while changed.try_recv().is_ok() {}
+        match gateway.upgrade() {
+            Some(g) => g.rebuild_catalog(),
+            None => return,
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Small HTTP helpers on top of tiny_http: JSON answers, and Server-Sent Event streams written
+//! chunk by chunk with a flush per event.
+//!
+//! tiny_http buffers bodies of unknown length (8 KiB) before writing, which would hold SSE events
+//! back; so streams take the raw socket with `Request::into_writer`, write the status line and
+//! headers themselves, and send each event as one HTTP chunk.
+
+use serde_json::Value;
+use std::io::{self, Write};
+use tiny_http::{Header, Request, Response};
+
+/// A header, or `None` if the name or value is not valid in HTTP.
+pub fn header(name: &str, value: &str) -> Option<Header> {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
+}
+
+/// The value of request header `name` (case-insensitive).
+pub fn request_header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+/// Sends `body` as JSON with `status` and extra headers. Errors writing to a client that went
+/// away are only logged.
+pub fn respond_json(request: Request, status: u16, body: &Value, headers: &[(String, String)]) {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = Response::from_data(bytes).with_status_code(status);
+    if let Some(h) = header("Content-Type", "application/json") {
+        response.add_header(h);
+    }
+    for (name, value) in headers {
+        if let Some(h) = header(name, value) {
+            response.add_header(h);
+        }
+    }
+    if let Err(e) = request.respond(response) {
+        log::debug!("client went away before the answer was sent: {e}");
+    }
+}
+
+/// Sends an empty answer with `status` and extra headers.
+pub fn respond_empty(request: Request, status: u16, headers: &[(String, String)]) {
+    let mut response = Response::empty(status);
+    for (name, value) in headers {
+        if let Some(h) = header(name, value) {
+            response.add_header(h);
+        }
+    }
+    if let Err(e) = request.respond(response) {
+        log::debug!("client went away before the answer was sent: {e}");
+    }
+}
+
+/// An open `text/event-stream` answer.
+pub struct SseStream {
+    writer: Box<dyn Write + Send>,
+    next_id: u64,
+    id_prefix: String,
+}
+
+impl SseStream {
+    /// Takes over the connection of `request` and writes the stream's head.
+    pub fn start(request: Request, headers: &[(String, String)]) -> io::Result<SseStream> {
+        let mut writer = request.into_writer();
+        let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache, no-transform\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n");
+        for (name, value) in headers {
+            if header(name, value).is_some() {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        head.push_str("\r\n");
+        writer.write_all(head.as_bytes())?;
+        writer.flush()?;
+        Ok(SseStream {
+            writer,
+            next_id: 0,
+            id_prefix: String::new(),
+        })
+    }
+
+    /// Event ids become `<prefix><n>`.
+    pub fn with_id_prefix(mut self, prefix: String) -> SseStream {
+        self.id_prefix = prefix;
+        self
+    }
+
+    fn chunk(&mut self, payload: &str) -> io::Result<()> {
+        write!(self.writer, "{:x}\r\n{payload}\r\n", payload.len())?;
+        self.writer.flush()
+    }
+
+    /// Sends one JSON-RPC message as an SSE `message` event and flushes it.
+    pub fn send(&mut self, message: &Value) -> io::Result<()> {
+        self.next_id += 1;
+        let data = serde_json::to_string(message).unwrap_or_default();
+        let event = format!(
+            "id: {}{}\nevent: message\ndata: {data}\n\n",
+            self.id_prefix, self.next_id
+        );
+        self.chunk(&event)
+    }
+
+    /// Sends an SSE comment (a keep-alive).
+    pub fn comment(&mut self, text: &str) -> io::Result<()> {
+        self.chunk(&format!(": {text}\n\n"))
+    }
+
+    /// Ends the stream properly (last chunk), leaving the connection usable.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.writer.write_all(b"0\r\n\r\n")?;
+        self.writer.flush()
+    }
+}
+
+/// Answers one POST either as JSON or, as soon as something must be sent before the result, as
+/// an SSE stream (when the client accepts one).
+pub struct Responder {
+    request: Option<Request>,
+    stream: Option<SseStream>,
+    can_stream: bool,
+    headers: Vec<(String, String)>,
+    broken: bool,
+}
+
+impl Responder {
+    /// `can_stream`: the client's `Accept` allows `text/event-stream`.
+    pub fn new(request: Request, can_stream: bool, headers: Vec<(String, String)>) -> Responder {
+        Responder {
+            request: Some(request),
+            stream: None,
+            can_stream,
+            headers,
+            broken: false,
+        }
+    }
+
+    /// Sends a message that comes before the result (progress, log). Switches to SSE on the first
+    /// one; dropped when the client cannot take a stream.
+    pub fn notify(&mut self, message: &Value) {
+        if !self.can_stream || self.broken {
+            return;
+        }
+        if self.stream.is_none() {
+            let Some(request) = self.request.take() else {
+                return;
+            };
+            match SseStream::start(request, &self.headers) {
+                Ok(s) => self.stream = Some(s),
+                Err(e) => {
+                    log::debug!("cannot open the event stream: {e}");
+                    self.broken = true;
+                    return;
+                }
+            }
+        }
+        if let Some(stream) = self.stream.as_mut() {
+            if let Err(e) = stream.send(message) {
+                log::debug!("client went away during the call: {e}");
+                self.broken = true;
+            }
+        }
+    }
+
+    /// Whether the client has gone away.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Sends the final message: a JSON answer with `status`, or the last event of the stream.
+    pub fn finish(mut self, status: u16, message: &Value) {
+        if let Some(request) = self.request.take() {
+            respond_json(request, status, message, &self.headers);
+        } else if let Some(mut stream) = self.stream.take() {
+            if !self.broken {
+                if let Err(e) = stream.send(message).and_then(|_| stream.finish()) {
+                    log::debug!("client went away before the result: {e}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! mcp-gateway: one small binary that puts several MCP servers behind one authenticated MCP
+//! endpoint.
+//!
+//! The parts, each in its own module:
+//! - [`cli`]: the command line.
+//! - [`config`]: the config file, checked into a [`config::Config`].
+//! - [`server`]: the HTTP server (worker pool, routing, auth, limits).
+//! - [`face`]: the protocols clients speak (the MCP face at `/mcp`).
+//! - [`gateway`]: the core the faces call.
+//! - [`catalog`]: the aggregated, namespaced view of all backends.
+//! - [`backend`]: one MCP client per configured server, over stdio, HTTP+SSE or Streamable HTTP.
+//! - [`tokens`] and [`store`]: bearer tokens, kept hashed in the state folder.
+//! - [`jsonrpc`], [`sse`], [`http_util`]: wire helpers.
+
+pub mod backend;
+pub mod builtin;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod face;
+pub mod gateway;
+pub mod http_util;
+pub mod jsonrpc;
+pub mod server;
+pub mod sse;
+pub mod store;
+pub mod tokens;

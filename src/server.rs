@@ -1,0 +1,233 @@
+//! The HTTP server: a fixed pool of worker threads on one tiny_http server, routing, bearer-token
+//! checks, body limits, socket timeouts, and panic isolation.
+
+use crate::face::mcp::McpFace;
+use crate::gateway::Gateway;
+use crate::http_util::{request_header, respond_json};
+use serde_json::json;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+use tiny_http::{Method, Request, Server};
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum ServeError {
+    /// The listen address could not be bound.
+    Bind(String, std::io::Error),
+    /// tiny_http refused the listener.
+    Setup(String),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e} (hint: is another program using that port? change \"listen\" or pass --listen)"),
+            ServeError::Setup(e) => write!(f, "cannot start the HTTP server: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// A bound, running HTTP server.
+pub struct HttpServer {
+    server: Arc<Server>,
+    /// The address actually bound (useful with port 0).
+    pub local_addr: SocketAddr,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Binds `listen` and starts `config.workers` worker threads serving `gateway`.
+    pub fn start(gateway: Arc<Gateway>, listen: &str) -> Result<HttpServer, ServeError> {
+        let listener =
+            TcpListener::bind(listen).map_err(|e| ServeError::Bind(listen.to_string(), e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| ServeError::Bind(listen.to_string(), e))?;
+        set_socket_timeouts(&listener, gateway.config.limits.io_timeout);
+        let server = Arc::new(
+            Server::from_listener(listener, None).map_err(|e| ServeError::Setup(e.to_string()))?,
+        );
+        let mcp = McpFace::new(Arc::clone(&gateway));
+        let mut workers = Vec::new();
+        for n in 0..gateway.config.workers {
+            let server = Arc::clone(&server);
+            let gateway = Arc::clone(&gateway);
+            let mcp = Arc::clone(&mcp);
+            let handle = std::thread::Builder::new()
+                .name(format!("worker-{n}"))
+                .spawn(move || worker(&server, &gateway, &mcp))
+                .map_err(|e| ServeError::Setup(format!("cannot start worker threads: {e}")))?;
+            workers.push(handle);
+        }
+        Ok(HttpServer {
+            server,
+            local_addr,
+            workers,
+        })
+    }
+
+    /// Blocks until the server stops.
+    pub fn join(self) {
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+
+    /// Stops accepting requests; workers end after their current request.
+    pub fn shutdown(&self) {
+        self.server.unblock();
+    }
+}
+
+/// Accepted sockets inherit these from the listener on Linux, so a client that stalls mid-request
+/// or stops reading is dropped after `timeout` instead of holding a thread forever.
+fn set_socket_timeouts(listener: &TcpListener, timeout: Duration) {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let tv = libc::timeval {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+        };
+        for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+            // SAFETY: a valid socket fd and a correctly sized timeval that outlives the call.
+            let rc = unsafe {
+                libc::setsockopt(
+                    listener.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    option,
+                    &tv as *const libc::timeval as *const libc::c_void,
+                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                log::warn!(
+                    "cannot set socket timeouts: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (listener, timeout);
+}
+
+fn worker(server: &Server, gateway: &Arc<Gateway>, mcp: &Arc<McpFace>) {
+    loop {
+        let request = match server.recv() {
+            Ok(r) => r,
+            Err(e) => {
+                log::debug!("worker stops: {e}");
+                return;
+            }
+        };
+        let path = request.url().to_string();
+        // A panic must cost one request, never the worker or the process.
+        if catch_unwind(AssertUnwindSafe(|| route(request, gateway, mcp))).is_err() {
+            log::error!("internal error while answering {path}; the request was dropped");
+        }
+    }
+}
+
+fn path_of(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
+fn route(mut request: Request, gateway: &Gateway, mcp: &McpFace) {
+    let path = path_of(request.url()).trim_end_matches('/').to_string();
+    if path == "/health" {
+        return respond_json(
+            request,
+            200,
+            &json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}),
+            &[],
+        );
+    }
+    let known = matches!(path.as_str(), "/mcp" | "/status");
+    if !known {
+        return respond_json(
+            request,
+            404,
+            &json!({"error": "not_found", "message": format!("no such endpoint {path}; the MCP endpoint is /mcp")}),
+            &[],
+        );
+    }
+    let Some(principal) = authenticate(&request, gateway) else {
+        let message = if request_header(&request, "Authorization").is_some() {
+            "the bearer token is not valid (it may have been revoked)"
+        } else {
+            "missing Authorization: Bearer <token> header"
+        };
+        let headers = vec![(
+            "WWW-Authenticate".to_string(),
+            "Bearer realm=\"mcp-gateway\"".to_string(),
+        )];
+        log::info!("refused {} {path}: {message}", request.method());
+        return respond_json(
+            request,
+            401,
+            &json!({"error": "unauthorized", "message": message}),
+            &headers,
+        );
+    };
+    let limit = gateway.config.limits.max_body_bytes;
+    if request.body_length().map(|n| n > limit).unwrap_or(false) {
+        return too_large(request, limit);
+    }
+    let mut body = Vec::new();
+    match request
+        .as_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut body)
+    {
+        Ok(_) if body.len() > limit => return too_large(request, limit),
+        Ok(_) => {}
+        Err(e) => {
+            log::debug!("could not read a request body: {e}");
+            return respond_json(
+                request,
+                400,
+                &json!({"error": "bad_request", "message": format!("could not read the request body: {e}")}),
+                &[],
+            );
+        }
+    }
+    match path.as_str() {
+        "/mcp" => mcp.handle(request, body, &principal),
+        _ if *request.method() == Method::Get => {
+            respond_json(request, 200, &gateway.status_json(), &[])
+        }
+        _ => respond_json(
+            request,
+            405,
+            &json!({"error": "method_not_allowed", "message": "use GET /status"}),
+            &[("Allow".to_string(), "GET".to_string())],
+        ),
+    }
+}
+
+fn too_large(request: Request, limit: usize) {
+    let message = format!("the request body is larger than {limit} bytes (limits.max_body_bytes)");
+    let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": crate::jsonrpc::INVALID_REQUEST, "message": message}});
+    respond_json(
+        request,
+        413,
+        &body,
+        &[("Connection".to_string(), "close".to_string())],
+    );
+}
+
+/// The name of the token the request carries, if valid.
+fn authenticate(request: &Request, gateway: &Gateway) -> Option<String> {
+    let value = request_header(request, "Authorization")?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    gateway.tokens.verify(token.trim())
+}
