@@ -1,35 +1,1210 @@
-//! stub
-use super::transport::*;
+//! The Streamable HTTP transport (MCP 2025-03-26 and later, including the stateless 2026-07-28
+//! revision): one POST per message, answered with JSON or an SSE stream, plus the optional GET
+//! stream for unsolicited server messages.
+//!
+//! This module owns the HTTP headers of the protocol (session id, protocol version, routing
+//! headers), the mapping of HTTP outcomes to [`TransportError`]s, and the ureq setup shared with
+//! the legacy SSE transport ([`new_agent`], [`transport_error`]).
+
+use crate::backend::stdio::{request_id, truncate};
+use crate::backend::transport::{Transport, TransportError, UnsolicitedHandler, WireProtocol};
+use crate::sse::{SseEvent, SseReader};
 use serde_json::Value;
-use std::time::Duration;
-pub struct HttpTransport;
+use std::io::{self, BufReader, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+use ureq::http::Response;
+use ureq::{Agent, Body, RequestBuilder};
+
+/// Largest JSON response body read into memory.
+const MAX_JSON_BODY: u64 = 64 * 1024 * 1024;
+/// Largest error body read when looking for a JSON-RPC error in it.
+const MAX_ERROR_BODY: u64 = 1024 * 1024;
+/// Time allowed for a notification POST, which has no caller-given timeout.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time allowed for the session `DELETE` on close.
+const DELETE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bounds on opening the GET listen stream (its body may stay idle for ever).
+const LISTEN_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const LISTEN_HEADERS_TIMEOUT: Duration = Duration::from_secs(30);
+/// Reconnection delays of the GET listen stream: doubled while it yields nothing.
+const LISTEN_MIN_DELAY: Duration = Duration::from_secs(1);
+const LISTEN_MAX_DELAY: Duration = Duration::from_secs(60);
+/// A POST's SSE stream that closes before the response is resumed with `Last-Event-ID` at most
+/// this many times, waiting the server's `retry` (or this default) in between.
+const MAX_RESUMPTIONS: u32 = 20;
+const DEFAULT_RESUME_DELAY: Duration = Duration::from_millis(500);
+
+const JSON: &str = "application/json";
+const EVENT_STREAM: &str = "text/event-stream";
+
+/// A Streamable HTTP backend. See the module documentation.
+pub struct HttpTransport {
+    shared: Arc<Shared>,
+}
+
+/// What the transport and its listen thread share.
+struct Shared {
+    name: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    agent: Agent,
+    state: Mutex<SessionState>,
+    closed: AtomicBool,
+    on_unsolicited: UnsolicitedHandler,
+}
+
+#[derive(Default)]
+struct SessionState {
+    protocol: WireProtocol,
+    session_id: Option<String>,
+    /// The current GET listen stream: its number and its own agent (shutting that agent down
+    /// ends the stream and nothing else).
+    listen: Option<(u64, Agent)>,
+    listen_count: u64,
+}
+
 impl HttpTransport {
+    /// Prepares a transport for the MCP endpoint `url`; `headers` go on every request.
+    /// Does no network I/O.
     pub fn new(
-        _n: &str,
-        _u: &str,
-        _h: Vec<(String, String)>,
-        _o: UnsolicitedHandler,
-    ) -> Result<Self, TransportError> {
-        Err(TransportError::Unavailable("stub".into()))
+        name: &str,
+        url: &str,
+        headers: Vec<(String, String)>,
+        on_unsolicited: UnsolicitedHandler,
+    ) -> Result<HttpTransport, TransportError> {
+        check_http_url(url)?;
+        let shared = Shared {
+            name: name.to_owned(),
+            url: url.to_owned(),
+            headers,
+            agent: new_agent(),
+            state: Mutex::new(SessionState::default()),
+            closed: AtomicBool::new(false),
+            on_unsolicited,
+        };
+        Ok(HttpTransport {
+            shared: Arc::new(shared),
+        })
     }
 }
+
 impl Transport for HttpTransport {
     fn request(
         &self,
-        _r: &Value,
-        _p: Option<&Value>,
-        _t: Duration,
-        _o: &mut dyn FnMut(Value),
+        request: &Value,
+        _progress_token: Option<&Value>,
+        timeout: Duration,
+        on_message: &mut dyn FnMut(Value),
     ) -> Result<Value, TransportError> {
-        Err(TransportError::Closed)
+        let shared = &self.shared;
+        let id = request_id(request)?;
+        let deadline = Instant::now() + timeout;
+        let outcome = shared
+            .post(request, timeout)
+            .and_then(|(response, sent_session)| {
+                shared.read_response(response, sent_session, id, deadline, timeout, on_message)
+            });
+        shared.unless_closed(outcome)
     }
-    fn send(&self, _m: &Value) -> Result<(), TransportError> {
-        Ok(())
+
+    fn send(&self, message: &Value) -> Result<(), TransportError> {
+        let shared = &self.shared;
+        let outcome = shared
+            .post(message, SEND_TIMEOUT)
+            .and_then(|(response, sent_session)| {
+                let status = response.status().as_u16();
+                match status {
+                    200..=299 => Ok(()),
+                    404 if sent_session.is_some() => Err(shared.session_expired(sent_session)),
+                    _ => Err(status_error(status, response.into_body())),
+                }
+            });
+        shared.unless_closed(outcome)
     }
-    fn set_protocol(&self, _p: WireProtocol) {}
-    fn open_listen_stream(&self) {}
+
+    fn set_protocol(&self, protocol: WireProtocol) {
+        let mut state = self.shared.lock();
+        if protocol.version.is_none() {
+            state.session_id = None;
+            stop_listening(&mut state);
+        }
+        state.protocol = protocol;
+    }
+
+    fn open_listen_stream(&self) {
+        if self.shared.is_closed() {
+            return;
+        }
+        let agent = new_agent();
+        let number = {
+            let mut state = self.shared.lock();
+            stop_listening(&mut state);
+            state.listen_count += 1;
+            state.listen = Some((state.listen_count, agent.clone()));
+            state.listen_count
+        };
+        let shared = Arc::clone(&self.shared);
+        let spawned = thread::Builder::new()
+            .name(format!("http-listen-{}", shared.name))
+            .spawn(move || shared.listen(number, &agent));
+        if let Err(e) = spawned {
+            log::warn!("[{}] cannot start listen thread: {e}", self.shared.name);
+        }
+    }
+
     fn is_alive(&self) -> bool {
-        false
+        !self.shared.is_closed()
     }
-    fn close(&self) {}
+
+    fn close(&self) {
+        let shared = &self.shared;
+        if shared.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let session = {
+            let mut state = shared.lock();
+            stop_listening(&mut state);
+            state.session_id.take()
+        };
+        if let Some(session) = session {
+            shared.delete_session(&session);
+        }
+        // Unblocks requests still reading a response; they then report `Closed`.
+        shared.agent.clone().shutdown();
+    }
+}
+
+impl Drop for HttpTransport {
+    /// Also ends the listen thread, which would otherwise keep the shared state alive.
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    fn unless_closed<T>(&self, outcome: Result<T, TransportError>) -> Result<T, TransportError> {
+        match outcome {
+            Err(_) if self.is_closed() => Err(TransportError::Closed),
+            other => other,
+        }
+    }
+
+    fn snapshot(&self) -> (WireProtocol, Option<String>) {
+        let state = self.lock();
+        (state.protocol.clone(), state.session_id.clone())
+    }
+
+    /// Adds the configured headers, the protocol version and the session id.
+    fn with_common_headers<B>(
+        &self,
+        mut builder: RequestBuilder<B>,
+        protocol: &WireProtocol,
+        session: Option<&str>,
+    ) -> RequestBuilder<B> {
+        for (name, value) in &self.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        if let Some(version) = &protocol.version {
+            builder = builder.header("MCP-Protocol-Version", version.as_str());
+        }
+        if let Some(session) = session {
+            builder = builder.header("Mcp-Session-Id", session);
+        }
+        builder
+    }
+
+    /// POSTs one message; returns the response and the session id the request carried.
+    fn post(
+        &self,
+        message: &Value,
+        timeout: Duration,
+    ) -> Result<(Response<Body>, Option<String>), TransportError> {
+        if self.is_closed() {
+            return Err(TransportError::Closed);
+        }
+        let body = serde_json::to_vec(message)
+            .map_err(|e| TransportError::Protocol(format!("cannot serialise message: {e}")))?;
+        let (protocol, session) = self.snapshot();
+        let mut builder = self
+            .agent
+            .post(&self.url)
+            .header("Content-Type", JSON)
+            .header("Accept", "application/json, text/event-stream");
+        builder = self.with_common_headers(builder, &protocol, session.as_deref());
+        if protocol.stateless {
+            for (name, value) in routing_headers(message) {
+                builder = builder.header(name, value);
+            }
+        }
+        let response = builder
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .send(&body[..])
+            .map_err(|e| transport_error(e, timeout))?;
+        self.capture_session(&response);
+        Ok((response, session))
+    }
+
+    fn capture_session(&self, response: &Response<Body>) {
+        let header = response.headers().get("mcp-session-id");
+        if let Some(session) = header.and_then(|v| v.to_str().ok()) {
+            let mut state = self.lock();
+            if state.session_id.as_deref() != Some(session) {
+                log::debug!("[{}] session id {session}", self.name);
+                state.session_id = Some(session.to_owned());
+            }
+        }
+    }
+
+    /// Forgets the session the backend no longer knows (unless a newer one replaced it).
+    fn session_expired(&self, sent_session: Option<String>) -> TransportError {
+        let mut state = self.lock();
+        if state.session_id == sent_session {
+            state.session_id = None;
+        }
+        TransportError::SessionExpired
+    }
+
+    fn read_response(
+        &self,
+        response: Response<Body>,
+        sent_session: Option<String>,
+        id: &Value,
+        deadline: Instant,
+        timeout: Duration,
+        on_message: &mut dyn FnMut(Value),
+    ) -> Result<Value, TransportError> {
+        let status = response.status().as_u16();
+        match status {
+            404 if sent_session.is_some() => Err(self.session_expired(sent_session)),
+            202 => Err(TransportError::Protocol(
+                "HTTP 202 (no response) to a request".into(),
+            )),
+            200..=299 => match media_type(&response).as_str() {
+                JSON => {
+                    let body = read_json(response.into_body(), timeout)?;
+                    route_messages(body, id, on_message).ok_or_else(|| {
+                        TransportError::Protocol(
+                            "JSON body holds no response to the request".into(),
+                        )
+                    })
+                }
+                EVENT_STREAM => {
+                    let body = response.into_body().into_reader();
+                    self.read_event_stream(body, id, deadline, timeout, on_message)
+                }
+                other => Err(TransportError::Protocol(format!(
+                    "unexpected content type {other:?}"
+                ))),
+            },
+            _ => json_rpc_error(status, response.into_body(), id),
+        }
+    }
+
+    /// Reads the SSE stream of a POST until the response to `id`, resuming it with
+    /// `Last-Event-ID` if the server closes it early after giving event ids.
+    fn read_event_stream(
+        &self,
+        body: impl Read,
+        id: &Value,
+        deadline: Instant,
+        timeout: Duration,
+        on_message: &mut dyn FnMut(Value),
+    ) -> Result<Value, TransportError> {
+        let mut cursor = StreamCursor::default();
+        let mut outcome = self.scan_stream(body, id, timeout, on_message, &mut cursor);
+        let mut resumptions = 0;
+        loop {
+            match outcome {
+                Ok(Some(response)) => return Ok(response),
+                Ok(None) | Err(TransportError::Unavailable(_))
+                    if cursor.last_event_id.is_some() && resumptions < MAX_RESUMPTIONS =>
+                {
+                    resumptions += 1;
+                    let body = self.resume(&cursor, deadline, timeout)?;
+                    outcome = self.scan_stream(body, id, timeout, on_message, &mut cursor);
+                }
+                Ok(None) => {
+                    let why = "SSE stream ended without a response to the request";
+                    return Err(TransportError::Protocol(why.into()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn scan_stream(
+        &self,
+        body: impl Read,
+        id: &Value,
+        timeout: Duration,
+        on_message: &mut dyn FnMut(Value),
+        cursor: &mut StreamCursor,
+    ) -> Result<Option<Value>, TransportError> {
+        let mut events = SseReader::new(BufReader::new(body));
+        loop {
+            let event = events
+                .next_event()
+                .map_err(|e| io_transport_error(e, timeout))?;
+            let Some(event) = event else { return Ok(None) };
+            if self.is_closed() {
+                return Err(TransportError::Closed);
+            }
+            cursor.advance(&event);
+            if let Some(message) = self.event_message(&event) {
+                if let Some(response) = route_messages(message, id, on_message) {
+                    return Ok(Some(response));
+                }
+            }
+        }
+    }
+
+    /// Reopens a POST's event stream with GET and `Last-Event-ID`.
+    fn resume(
+        &self,
+        cursor: &StreamCursor,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<impl Read, TransportError> {
+        let delay = cursor.retry.unwrap_or(DEFAULT_RESUME_DELAY);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left <= delay {
+            thread::sleep(left);
+            return Err(TransportError::Timeout(timeout));
+        }
+        thread::sleep(delay);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (protocol, session) = self.snapshot();
+        let mut builder = self.agent.get(&self.url).header("Accept", EVENT_STREAM);
+        builder = self.with_common_headers(builder, &protocol, session.as_deref());
+        if let Some(last) = &cursor.last_event_id {
+            builder = builder.header("Last-Event-ID", last.as_str());
+        }
+        let response = builder
+            .config()
+            .timeout_global(Some(left))
+            .build()
+            .call()
+            .map_err(|e| transport_error(e, timeout))?;
+        self.capture_session(&response);
+        let status = response.status().as_u16();
+        match status {
+            404 if session.is_some() => Err(self.session_expired(session)),
+            200 if media_type(&response) == EVENT_STREAM => Ok(response.into_body().into_reader()),
+            _ => Err(status_error(status, response.into_body())),
+        }
+    }
+
+    /// The JSON-RPC message(s) carried by an SSE event, if any.
+    fn event_message(&self, event: &SseEvent) -> Option<Value> {
+        if event.data.trim().is_empty() {
+            return None; // e.g. the priming event that only carries an id
+        }
+        if event.event.as_deref().is_some_and(|kind| kind != "message") {
+            log::debug!(
+                "[{}] ignoring SSE event of type {:?}",
+                self.name,
+                event.event
+            );
+            return None;
+        }
+        match serde_json::from_str(&event.data) {
+            Ok(message) => Some(message),
+            Err(_) => {
+                let data = truncate(&event.data, 200);
+                log::warn!("[{}] ignoring non-JSON SSE event: {data}", self.name);
+                None
+            }
+        }
+    }
+
+    fn delete_session(&self, session: &str) {
+        let protocol = self.lock().protocol.clone();
+        let builder = self.agent.delete(&self.url);
+        let outcome = self
+            .with_common_headers(builder, &protocol, Some(session))
+            .config()
+            .timeout_global(Some(DELETE_TIMEOUT))
+            .build()
+            .call();
+        match outcome {
+            Ok(response) => log::debug!("[{}] DELETE session: {}", self.name, response.status()),
+            Err(e) => log::debug!("[{}] DELETE session failed: {e}", self.name),
+        }
+    }
+
+    /// Whether listen stream `number` is still the wanted one.
+    fn still_listening(&self, number: u64) -> bool {
+        let current = self.lock().listen.as_ref().map(|(n, _)| *n);
+        !self.is_closed() && current == Some(number)
+    }
+
+    /// The GET listen stream: every message goes to `on_unsolicited`; reconnects while wanted.
+    fn listen(&self, number: u64, agent: &Agent) {
+        let mut delay = LISTEN_MIN_DELAY;
+        let mut cursor = StreamCursor::default();
+        while self.still_listening(number) {
+            let body = match self.open_listen_stream(agent, &cursor) {
+                Ok(body) => body,
+                Err(why) => {
+                    log::debug!("[{}] no listen stream: {why}", self.name);
+                    return;
+                }
+            };
+            let mut events = SseReader::new(BufReader::new(body));
+            let mut got_any = false;
+            loop {
+                let event = match events.next_event() {
+                    Ok(Some(event)) => event,
+                    Ok(None) => break,
+                    Err(e) => {
+                        log::debug!("[{}] listen stream broke: {e}", self.name);
+                        break;
+                    }
+                };
+                if !self.still_listening(number) {
+                    return;
+                }
+                got_any = true;
+                cursor.advance(&event);
+                self.deliver_unsolicited(&event);
+            }
+            delay = match (got_any, cursor.retry) {
+                (_, Some(retry)) => retry.min(LISTEN_MAX_DELAY),
+                (true, None) => LISTEN_MIN_DELAY,
+                (false, None) => (delay * 2).min(LISTEN_MAX_DELAY),
+            };
+            self.sleep_while_listening(number, delay);
+        }
+    }
+
+    fn open_listen_stream(
+        &self,
+        agent: &Agent,
+        cursor: &StreamCursor,
+    ) -> Result<impl Read, String> {
+        let (protocol, session) = self.snapshot();
+        let mut builder = agent.get(&self.url).header("Accept", EVENT_STREAM);
+        builder = self.with_common_headers(builder, &protocol, session.as_deref());
+        if let Some(last) = &cursor.last_event_id {
+            builder = builder.header("Last-Event-ID", last.as_str());
+        }
+        let response = builder
+            .config()
+            .timeout_connect(Some(LISTEN_CONNECT_TIMEOUT))
+            .timeout_recv_response(Some(LISTEN_HEADERS_TIMEOUT))
+            .build()
+            .call()
+            .map_err(|e| e.to_string())?;
+        self.capture_session(&response);
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(format!("HTTP {status}"));
+        }
+        if media_type(&response) != EVENT_STREAM {
+            return Err(format!("content type {:?}", media_type(&response)));
+        }
+        Ok(response.into_body().into_reader())
+    }
+
+    fn deliver_unsolicited(&self, event: &SseEvent) {
+        match self.event_message(event) {
+            Some(Value::Array(batch)) => batch.into_iter().for_each(|m| (self.on_unsolicited)(m)),
+            Some(message) => (self.on_unsolicited)(message),
+            None => {}
+        }
+    }
+
+    fn sleep_while_listening(&self, number: u64, delay: Duration) {
+        let until = Instant::now() + delay;
+        while Instant::now() < until && self.still_listening(number) {
+            thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
+        }
+    }
+}
+
+/// Ends the current GET listen stream, if any, by closing its connection.
+fn stop_listening(state: &mut SessionState) {
+    if let Some((_, agent)) = state.listen.take() {
+        agent.shutdown();
+    }
+}
+
+/// Where an SSE stream got to, for resuming it.
+#[derive(Default)]
+struct StreamCursor {
+    last_event_id: Option<String>,
+    retry: Option<Duration>,
+}
+
+impl StreamCursor {
+    fn advance(&mut self, event: &SseEvent) {
+        if event.id.is_some() {
+            self.last_event_id = event.id.clone();
+        }
+        if let Some(ms) = event.retry {
+            self.retry = Some(Duration::from_millis(ms));
+        }
+    }
+}
+
+/// Finds the response to `id` in `messages` (one message or a batch); every other message goes
+/// to `on_message`, in order.
+fn route_messages(messages: Value, id: &Value, on_message: &mut dyn FnMut(Value)) -> Option<Value> {
+    let batch = match messages {
+        Value::Array(batch) => batch,
+        single => vec![single],
+    };
+    let mut response = None;
+    for message in batch {
+        let ours = message.get("method").is_none()
+            && message.get("id") == Some(id)
+            && (message.get("result").is_some() || message.get("error").is_some());
+        if ours && response.is_none() {
+            response = Some(message);
+        } else {
+            on_message(message);
+        }
+    }
+    response
+}
+
+/// A 4xx/5xx answer: the JSON-RPC error for `id` in the body if there is one (stateless servers
+/// answer errors this way), otherwise a protocol error quoting the body.
+fn json_rpc_error(status: u16, body: Body, id: &Value) -> Result<Value, TransportError> {
+    let text = read_prefix(body, MAX_ERROR_BODY);
+    if let Ok(message) = serde_json::from_str::<Value>(&text) {
+        if message.get("error").is_some() && message.get("id") == Some(id) {
+            return Ok(message);
+        }
+    }
+    Err(status_text_error(status, &text))
+}
+
+pub(crate) fn status_error(status: u16, body: Body) -> TransportError {
+    status_text_error(status, &read_prefix(body, 4096))
+}
+
+fn status_text_error(status: u16, body: &str) -> TransportError {
+    TransportError::Protocol(format!("HTTP {status}: {}", truncate(body.trim(), 200)))
+}
+
+/// Up to `max` bytes of a body as text; read errors just end the text.
+pub(crate) fn read_prefix(body: Body, max: u64) -> String {
+    let mut bytes = Vec::new();
+    let _ = body.into_reader().take(max).read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn read_json(mut body: Body, timeout: Duration) -> Result<Value, TransportError> {
+    let bytes = body
+        .with_config()
+        .limit(MAX_JSON_BODY)
+        .read_to_vec()
+        .map_err(|e| transport_error(e, timeout))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| TransportError::Protocol(format!("response body is not JSON: {e}")))
+}
+
+/// The response's media type, lower-cased, without parameters.
+pub(crate) fn media_type(response: &Response<Body>) -> String {
+    let header = response.headers().get("content-type");
+    let value = header.and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = value.split(';').next().unwrap_or("");
+    essence.trim().to_ascii_lowercase()
+}
+
+/// The 2026-07-28 routing headers for a message: `Mcp-Method`, and `Mcp-Name` where it applies.
+fn routing_headers(message: &Value) -> Vec<(&'static str, String)> {
+    let Some(method) = message.get("method").and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    let mut headers = vec![("Mcp-Method", header_value(method))];
+    let name_param = match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" => Some("uri"),
+        _ => None,
+    };
+    let name = name_param.and_then(|param| message.get("params")?.get(param)?.as_str());
+    if let Some(name) = name {
+        headers.push(("Mcp-Name", header_value(name)));
+    }
+    headers
+}
+
+/// `value` as is when it is plain printable ASCII without edge whitespace, otherwise
+/// `=?base64?…?=` around the base64 of its UTF-8.
+fn header_value(value: &str) -> String {
+    let printable = value.bytes().all(|b| (0x20..=0x7e).contains(&b));
+    let plain = printable && value.trim() == value && !value.starts_with("=?base64?");
+    if plain {
+        value.to_owned()
+    } else {
+        format!("=?base64?{}?=", base64(value.as_bytes()))
+    }
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn check_http_url(url: &str) -> Result<(), TransportError> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| TransportError::Protocol(format!("invalid URL {url:?}: {e}")))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(_)) => Ok(()),
+        _ => Err(TransportError::Protocol(format!(
+            "not an http(s) URL: {url:?}"
+        ))),
+    }
+}
+
+/// The ureq agent for one transport: HTTP error statuses come back as responses (their bodies
+/// matter), and redirects are not followed (they could carry our credentials elsewhere).
+pub(crate) fn new_agent() -> Agent {
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .user_agent("mcp-gateway")
+        .build()
+        .into()
+}
+
+/// Maps a ureq failure; `timeout` is the budget that applied, reported on timeouts.
+pub(crate) fn transport_error(err: ureq::Error, timeout: Duration) -> TransportError {
+    match err {
+        ureq::Error::Timeout(_) => TransportError::Timeout(timeout),
+        ureq::Error::Io(e) => io_kind_error(e, timeout),
+        ureq::Error::HostNotFound
+        | ureq::Error::ConnectionFailed
+        | ureq::Error::Tls(_)
+        | ureq::Error::Rustls(_)
+        | ureq::Error::ConnectProxyFailed(_) => TransportError::Unavailable(err.to_string()),
+        other => TransportError::Protocol(other.to_string()),
+    }
+}
+
+/// Maps an error from reading a response body (which may wrap a ureq error such as a timeout).
+pub(crate) fn io_transport_error(err: io::Error, timeout: Duration) -> TransportError {
+    transport_error(ureq::Error::from(err), timeout)
+}
+
+fn io_kind_error(err: io::Error, timeout: Duration) -> TransportError {
+    match err.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TransportError::Timeout(timeout),
+        io::ErrorKind::InvalidData => TransportError::Protocol(err.to_string()),
+        _ => TransportError::Unavailable(err.to_string()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::io::Write;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+
+    /// A request as the test server saw it.
+    #[derive(Debug, Clone)]
+    pub(crate) struct Seen {
+        pub method: String,
+        pub url: String,
+        pub headers: Vec<(String, String)>,
+        pub body: String,
+    }
+
+    impl Seen {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            let found = self
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name));
+            found.map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// A loopback server answering each request with `handler`; requests are reported on the
+    /// returned channel. Returns the base URL.
+    pub(crate) fn serve<F>(handler: F) -> (String, mpsc::Receiver<Seen>)
+    where
+        F: Fn(&Seen, tiny_http::Request) + Send + Sync + 'static,
+    {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let (tx, rx) = mpsc::channel();
+        let handler = Arc::new(handler);
+        thread::spawn(move || {
+            for mut request in server.incoming_requests() {
+                let mut body = String::new();
+                let _ = request.as_reader().read_to_string(&mut body);
+                let seen = Seen {
+                    method: request.method().to_string(),
+                    url: request.url().to_owned(),
+                    headers: request
+                        .headers()
+                        .iter()
+                        .map(|h| (h.field.to_string(), h.value.to_string()))
+                        .collect(),
+                    body,
+                };
+                let _ = tx.send(seen.clone());
+                let handler = Arc::clone(&handler);
+                thread::spawn(move || handler(&seen, request));
+            }
+        });
+        (format!("http://127.0.0.1:{port}"), rx)
+    }
+
+    /// Writes a raw chunked response; each part is flushed as its own chunk, after `pause(i)`.
+    pub(crate) fn respond_streaming(
+        request: tiny_http::Request,
+        status: u16,
+        headers: &[(&str, &str)],
+        parts: &[String],
+        mut pause: impl FnMut(usize),
+    ) {
+        let mut out = request.into_writer();
+        let mut head =
+            format!("HTTP/1.1 {status} X\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let _ = out.write_all(head.as_bytes());
+        let _ = out.flush();
+        for (i, part) in parts.iter().enumerate() {
+            pause(i);
+            let _ = write!(out, "{:x}\r\n{part}\r\n", part.len());
+            let _ = out.flush();
+        }
+        let _ = out.write_all(b"0\r\n\r\n");
+        let _ = out.flush();
+    }
+
+    pub(crate) fn respond(
+        request: tiny_http::Request,
+        status: u16,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) {
+        let mut response = tiny_http::Response::from_string(body).with_status_code(status);
+        for (name, value) in headers {
+            let header = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap();
+            response.add_header(header);
+        }
+        let _ = request.respond(response);
+    }
+
+    pub(crate) fn sse(message: &Value) -> String {
+        format!("event: message\ndata: {message}\n\n")
+    }
+
+    fn ignore() -> UnsolicitedHandler {
+        Arc::new(|_| {})
+    }
+
+    fn transport(url: &str) -> HttpTransport {
+        let headers = vec![("Authorization".to_owned(), "Bearer s3cret".to_owned())];
+        HttpTransport::new("test", url, headers, ignore()).unwrap()
+    }
+
+    fn call(id: u64, method: &str, params: Value) -> Value {
+        json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+    }
+
+    fn echo_id(seen: &Seen) -> Value {
+        serde_json::from_str::<Value>(&seen.body).unwrap()["id"].clone()
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn json_response_and_request_headers() {
+        let (url, seen) = serve(|seen, request| {
+            let reply = json!({"jsonrpc": "2.0", "id": echo_id(seen), "result": {"ok": true}});
+            respond(
+                request,
+                200,
+                &[("Content-Type", "application/json")],
+                &reply.to_string(),
+            );
+        });
+        let t = transport(&url);
+        let response = t
+            .request(&call(1, "tools/list", json!({})), None, SECOND, &mut |_| {})
+            .unwrap();
+        assert_eq!(response["result"]["ok"], true);
+        let seen = seen.recv_timeout(SECOND).unwrap();
+        assert_eq!(seen.method, "POST");
+        assert_eq!(seen.header("Content-Type"), Some("application/json"));
+        assert_eq!(
+            seen.header("Accept"),
+            Some("application/json, text/event-stream")
+        );
+        assert_eq!(seen.header("Authorization"), Some("Bearer s3cret"));
+        assert_eq!(seen.header("MCP-Protocol-Version"), None);
+        assert_eq!(seen.header("Mcp-Method"), None);
+    }
+
+    #[test]
+    fn sse_response_streams_notifications_before_the_result() {
+        let (reached_tx, reached_rx) = mpsc::channel::<()>();
+        let reached_rx = Mutex::new(reached_rx);
+        let (waited_tx, waited_rx) = mpsc::channel::<bool>();
+        let (url, _seen) = serve(move |seen, request| {
+            let id = echo_id(seen);
+            let progress = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "p", "progress": 1}});
+            let result = json!({"jsonrpc": "2.0", "id": id, "result": {"done": true}});
+            let parts = [": keep-alive\n\n".to_owned(), sse(&progress), sse(&result)];
+            let reached = reached_rx.lock().unwrap();
+            let waited = waited_tx.clone();
+            respond_streaming(
+                request,
+                200,
+                &[("Content-Type", "text/event-stream")],
+                &parts,
+                |i| {
+                    if i == 2 {
+                        // Only send the result once the client has handed the progress on.
+                        let _ = waited.send(reached.recv_timeout(Duration::from_secs(2)).is_ok());
+                    }
+                },
+            );
+        });
+        let t = transport(&url);
+        let mut messages = Vec::new();
+        let response = t
+            .request(
+                &call(7, "tools/call", json!({"name": "x"})),
+                None,
+                Duration::from_secs(5),
+                &mut |m| {
+                    messages.push(m);
+                    let _ = reached_tx.send(());
+                },
+            )
+            .unwrap();
+        assert_eq!(response["id"], 7);
+        assert_eq!(response["result"]["done"], true);
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0]["method"], "notifications/progress");
+        assert!(
+            waited_rx.recv_timeout(SECOND).unwrap(),
+            "progress was not streamed"
+        );
+    }
+
+    #[test]
+    fn session_id_is_captured_sent_and_expires_on_404() {
+        let (url, seen) = serve(|seen, request| {
+            let id = echo_id(seen);
+            if seen.header("Mcp-Session-Id") == Some("abc") && id == json!(3) {
+                return respond(request, 404, &[], "gone");
+            }
+            let reply = json!({"jsonrpc": "2.0", "id": id, "result": {}});
+            let headers = [
+                ("Content-Type", "application/json"),
+                ("mcp-session-id", "abc"),
+            ];
+            respond(request, 200, &headers, &reply.to_string());
+        });
+        let t = transport(&url);
+        t.request(&call(1, "initialize", json!({})), None, SECOND, &mut |_| {})
+            .unwrap();
+        assert_eq!(
+            seen.recv_timeout(SECOND).unwrap().header("Mcp-Session-Id"),
+            None
+        );
+        t.set_protocol(WireProtocol {
+            version: Some("2025-11-25".into()),
+            stateless: false,
+        });
+        t.request(&call(2, "tools/list", json!({})), None, SECOND, &mut |_| {})
+            .unwrap();
+        let second = seen.recv_timeout(SECOND).unwrap();
+        assert_eq!(second.header("Mcp-Session-Id"), Some("abc"));
+        assert_eq!(second.header("MCP-Protocol-Version"), Some("2025-11-25"));
+        let expired = t.request(&call(3, "tools/list", json!({})), None, SECOND, &mut |_| {});
+        assert_eq!(expired, Err(TransportError::SessionExpired));
+        assert_eq!(t.shared.lock().session_id, None);
+    }
+
+    #[test]
+    fn http_error_with_json_rpc_body_is_the_response() {
+        let (url, _seen) = serve(|seen, request| {
+            let id = echo_id(seen);
+            if id == json!(1) {
+                let error = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602, "message": "bad"}});
+                respond(
+                    request,
+                    400,
+                    &[("Content-Type", "application/json")],
+                    &error.to_string(),
+                );
+            } else {
+                respond(request, 500, &[], &"x".repeat(1000));
+            }
+        });
+        let t = transport(&url);
+        let response = t.request(&call(1, "initialize", json!({})), None, SECOND, &mut |_| {});
+        assert_eq!(response.unwrap()["error"]["code"], -32602);
+        let err = t
+            .request(&call(2, "initialize", json!({})), None, SECOND, &mut |_| {})
+            .unwrap_err();
+        match err {
+            TransportError::Protocol(why) => {
+                assert!(why.starts_with("HTTP 500: xxx"), "{why}");
+                assert!(why.chars().count() < 220, "{why}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn accepted_without_body_is_a_protocol_error_for_requests_but_fine_for_send() {
+        let (url, _seen) = serve(|_, request| respond(request, 202, &[], ""));
+        let t = transport(&url);
+        let err = t.request(&call(1, "ping", json!({})), None, SECOND, &mut |_| {});
+        assert!(matches!(err, Err(TransportError::Protocol(_))), "{err:?}");
+        t.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .unwrap();
+    }
+
+    #[test]
+    fn stateless_routing_headers() {
+        let (url, seen) = serve(|seen, request| {
+            let reply = json!({"jsonrpc": "2.0", "id": echo_id(seen), "result": {}});
+            respond(
+                request,
+                200,
+                &[("Content-Type", "application/json")],
+                &reply.to_string(),
+            );
+        });
+        let t = transport(&url);
+        t.set_protocol(WireProtocol {
+            version: Some("2026-07-28".into()),
+            stateless: true,
+        });
+        let cases = [
+            (
+                call(1, "tools/call", json!({"name": "get_weather"})),
+                Some("get_weather"),
+            ),
+            (
+                call(2, "prompts/get", json!({"name": "café"})),
+                Some("=?base64?Y2Fmw6k=?="),
+            ),
+            (
+                call(3, "resources/read", json!({"uri": "file:///a b"})),
+                Some("file:///a b"),
+            ),
+            (
+                call(4, "resources/read", json!({"uri": " x"})),
+                Some("=?base64?IHg=?="),
+            ),
+            (call(5, "tools/list", json!({})), None),
+        ];
+        for (request, name) in cases {
+            t.request(&request, None, SECOND, &mut |_| {}).unwrap();
+            let seen = seen.recv_timeout(SECOND).unwrap();
+            assert_eq!(seen.header("Mcp-Method"), request["method"].as_str());
+            assert_eq!(seen.header("Mcp-Name"), name);
+            assert_eq!(seen.header("MCP-Protocol-Version"), Some("2026-07-28"));
+        }
+    }
+
+    #[test]
+    fn timeout_against_a_silent_server() {
+        let (url, _seen) = serve(|_, request| {
+            thread::sleep(Duration::from_secs(2));
+            drop(request);
+        });
+        let t = transport(&url);
+        let started = Instant::now();
+        let timeout = Duration::from_millis(300);
+        let err = t.request(&call(1, "ping", json!({})), None, timeout, &mut |_| {});
+        assert_eq!(err, Err(TransportError::Timeout(timeout)));
+        assert!(started.elapsed() < Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn timeout_while_streaming() {
+        let (url, _seen) = serve(|_, request| {
+            let parts = [": hello\n\n".to_owned(), ": late\n\n".to_owned()];
+            respond_streaming(
+                request,
+                200,
+                &[("Content-Type", "text/event-stream")],
+                &parts,
+                |i| {
+                    if i == 1 {
+                        thread::sleep(Duration::from_secs(2));
+                    }
+                },
+            );
+        });
+        let t = transport(&url);
+        let timeout = Duration::from_millis(300);
+        let started = Instant::now();
+        let err = t.request(&call(1, "ping", json!({})), None, timeout, &mut |_| {});
+        assert_eq!(err, Err(TransportError::Timeout(timeout)));
+        assert!(started.elapsed() < Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn connection_refused_is_unavailable() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let t = transport(&format!("http://127.0.0.1:{port}/mcp"));
+        let err = t.request(&call(1, "ping", json!({})), None, SECOND, &mut |_| {});
+        assert!(
+            matches!(err, Err(TransportError::Unavailable(_))),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn redirects_are_not_followed() {
+        let (url, seen) =
+            serve(|_, request| respond(request, 307, &[("Location", "http://127.0.0.1:1/")], ""));
+        let t = transport(&url);
+        let err = t.request(&call(1, "ping", json!({})), None, SECOND, &mut |_| {});
+        assert!(
+            matches!(err, Err(TransportError::Protocol(ref why)) if why.starts_with("HTTP 307")),
+            "{err:?}"
+        );
+        assert!(seen.recv_timeout(SECOND).is_ok());
+    }
+
+    #[test]
+    fn stream_closed_early_is_resumed_with_last_event_id() {
+        let (url, seen) = serve(|seen, request| {
+            let headers = [("Content-Type", "text/event-stream")];
+            if seen.method == "POST" {
+                let parts = ["id: e1\nretry: 10\ndata:\n\n".to_owned()];
+                return respond_streaming(request, 200, &headers, &parts, |_| {});
+            }
+            let result = json!({"jsonrpc": "2.0", "id": 5, "result": {"resumed": true}});
+            respond_streaming(
+                request,
+                200,
+                &headers,
+                &[format!("id: e2\n{}", sse(&result))],
+                |_| {},
+            );
+        });
+        let t = transport(&url);
+        let response = t.request(
+            &call(5, "tools/call", json!({"name": "n"})),
+            None,
+            SECOND,
+            &mut |_| {},
+        );
+        assert_eq!(response.unwrap()["result"]["resumed"], true);
+        let _post = seen.recv_timeout(SECOND).unwrap();
+        let get = seen.recv_timeout(SECOND).unwrap();
+        assert_eq!(get.method, "GET");
+        assert_eq!(get.header("Last-Event-ID"), Some("e1"));
+    }
+
+    #[test]
+    fn listen_stream_delivers_unsolicited_and_405_stops_quietly() {
+        let (url, seen) = serve(|seen, request| {
+            let headers = [("Content-Type", "text/event-stream")];
+            if seen.method == "GET" {
+                let message =
+                    json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+                return respond_streaming(request, 200, &headers, &[sse(&message)], |_| {});
+            }
+            respond(request, 200, &[], "");
+        });
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let handler: UnsolicitedHandler = Arc::new(move |m| {
+            let _ = tx.lock().unwrap().send(m);
+        });
+        let t = HttpTransport::new("test", &url, vec![], handler).unwrap();
+        t.open_listen_stream();
+        let message = rx.recv_timeout(Duration::from_secs(2)).unwrap();
+        assert_eq!(message["method"], "notifications/tools/list_changed");
+        let get = seen.recv_timeout(SECOND).unwrap();
+        assert_eq!(get.header("Accept"), Some("text/event-stream"));
+        t.close();
+        assert!(!t.is_alive());
+
+        let (url, seen) = serve(|_, request| respond(request, 405, &[], ""));
+        let t = transport(&url);
+        t.open_listen_stream();
+        assert_eq!(seen.recv_timeout(SECOND).unwrap().method, "GET");
+        // No reconnection after a 405.
+        assert!(seen.recv_timeout(Duration::from_millis(1500)).is_err());
+    }
+
+    #[test]
+    fn close_deletes_the_session_and_fails_later_requests() {
+        let (url, seen) = serve(|seen, request| {
+            let reply = json!({"jsonrpc": "2.0", "id": echo_id(seen), "result": {}});
+            let headers = [
+                ("Content-Type", "application/json"),
+                ("Mcp-Session-Id", "s-1"),
+            ];
+            respond(request, 200, &headers, &reply.to_string());
+        });
+        let t = transport(&url);
+        t.request(&call(1, "initialize", json!({})), None, SECOND, &mut |_| {})
+            .unwrap();
+        t.close();
+        let _post = seen.recv_timeout(SECOND).unwrap();
+        let delete = seen.recv_timeout(SECOND).unwrap();
+        assert_eq!(delete.method, "DELETE");
+        assert_eq!(delete.header("Mcp-Session-Id"), Some("s-1"));
+        let err = t.request(&call(2, "ping", json!({})), None, SECOND, &mut |_| {});
+        assert_eq!(err, Err(TransportError::Closed));
+    }
+
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foob"), "Zm9vYg==");
+        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
+    }
 }

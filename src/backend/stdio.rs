@@ -1,37 +1,731 @@
-//! stub
-use super::transport::*;
+//! The stdio transport: a backend run as a child process speaking newline-delimited JSON-RPC.
+//!
+//! This module owns the child process (spawn, stderr logging, reaping, killing) and, because the
+//! legacy SSE transport matches responses the same way, the [`Pending`] table that routes
+//! messages read from one shared stream to the requests waiting for them.
+
+use crate::backend::transport::{Transport, TransportError, UnsolicitedHandler, WireProtocol};
 use serde_json::Value;
-use std::time::Duration;
-pub struct StdioTransport;
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Longest stdout line accepted from a backend (a single JSON-RPC message).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Longest stderr line read before the rest of it is discarded.
+const MAX_STDERR_BYTES: usize = 64 * 1024;
+/// Stderr lines are logged up to this many characters.
+const STDERR_LOG_CHARS: usize = 2000;
+/// How long `close` lets the child exit on its own after its stdin is closed.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long the reader waits for the child to exit once its stdout has closed before killing it.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// A child-process backend. See the module documentation.
+pub struct StdioTransport {
+    name: String,
+    stdin: Mutex<Option<ChildStdin>>,
+    child: Arc<Mutex<Child>>,
+    pending: Arc<Pending>,
+    alive: Arc<AtomicBool>,
+}
+
 impl StdioTransport {
+    /// Starts `command` with `args`, `env` added to the gateway's environment, in `cwd` if given.
     pub fn spawn(
-        _n: &str,
-        _c: &str,
-        _a: &[String],
-        _e: &[(String, String)],
-        _cwd: Option<&std::path::Path>,
-        _o: UnsolicitedHandler,
-    ) -> Result<Self, TransportError> {
-        Err(TransportError::Unavailable("stub".into()))
+        name: &str,
+        command: &str,
+        args: &[String],
+        env: &[(String, String)],
+        cwd: Option<&Path>,
+        on_unsolicited: UnsolicitedHandler,
+    ) -> Result<StdioTransport, TransportError> {
+        let mut cmd = Command::new(command);
+        cmd.args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| TransportError::Unavailable(format!("cannot start `{command}`: {e}")))?;
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let (Some(stdin), Some(stdout), Some(stderr)) = (stdin, stdout, stderr) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(TransportError::Unavailable(format!(
+                "cannot start `{command}`: pipes unavailable"
+            )));
+        };
+        let transport = StdioTransport {
+            name: name.to_owned(),
+            stdin: Mutex::new(Some(stdin)),
+            child: Arc::new(Mutex::new(child)),
+            pending: Arc::new(Pending::default()),
+            alive: Arc::new(AtomicBool::new(true)),
+        };
+        transport.start_stdout_reader(stdout, on_unsolicited)?;
+        spawn_stderr_logger(name, stderr)?;
+        Ok(transport)
+    }
+
+    fn start_stdout_reader(
+        &self,
+        stdout: impl Read + Send + 'static,
+        on_unsolicited: UnsolicitedHandler,
+    ) -> Result<(), TransportError> {
+        let name = self.name.clone();
+        let child = Arc::clone(&self.child);
+        let pending = Arc::clone(&self.pending);
+        let alive = Arc::clone(&self.alive);
+        thread::Builder::new()
+            .name(format!("stdio-out-{name}"))
+            .spawn(move || {
+                read_messages(&name, stdout, &pending, &on_unsolicited);
+                alive.store(false, Ordering::SeqCst);
+                let status = reap(&child, EXIT_GRACE);
+                log::debug!("[{name}] stdout closed, process exited: {status}");
+                pending.fail_all(TransportError::Unavailable(format!(
+                    "process exited: {status}"
+                )));
+            })
+            .map(|_| ())
+            .map_err(|e| TransportError::Unavailable(format!("cannot start reader thread: {e}")))
+    }
+
+    fn write_line(&self, message: &Value) -> Result<(), TransportError> {
+        let mut line = serde_json::to_vec(message)
+            .map_err(|e| TransportError::Protocol(format!("cannot serialise message: {e}")))?;
+        line.push(b'\n');
+        let mut stdin = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
+        let pipe = stdin.as_mut().ok_or(TransportError::Closed)?;
+        pipe.write_all(&line)
+            .and_then(|()| pipe.flush())
+            .map_err(|e| TransportError::Unavailable(format!("cannot write to process: {e}")))
     }
 }
+
 impl Transport for StdioTransport {
     fn request(
         &self,
-        _r: &Value,
-        _p: Option<&Value>,
-        _t: Duration,
-        _o: &mut dyn FnMut(Value),
+        request: &Value,
+        progress_token: Option<&Value>,
+        timeout: Duration,
+        on_message: &mut dyn FnMut(Value),
     ) -> Result<Value, TransportError> {
-        Err(TransportError::Closed)
+        let id = request_id(request)?;
+        let inbox = self.pending.register(id, progress_token)?;
+        if let Err(e) = self.write_line(request) {
+            self.pending.remove(id);
+            return Err(e);
+        }
+        self.pending.wait(&inbox, id, timeout, on_message)
     }
-    fn send(&self, _m: &Value) -> Result<(), TransportError> {
-        Ok(())
+
+    fn send(&self, message: &Value) -> Result<(), TransportError> {
+        self.write_line(message)
     }
-    fn set_protocol(&self, _p: WireProtocol) {}
+
+    fn set_protocol(&self, _protocol: WireProtocol) {}
+
     fn open_listen_stream(&self) {}
+
     fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    fn close(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+        self.pending.fail_all(TransportError::Closed);
+        // Closing stdin is the polite way to ask an MCP stdio server to exit.
+        drop(self.stdin.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let status = reap(&self.child, CLOSE_GRACE);
+        log::debug!("[{}] closed, process exited: {status}", self.name);
+    }
+}
+
+impl Drop for StdioTransport {
+    fn drop(&mut self) {
+        drop(self.stdin.lock().unwrap_or_else(|e| e.into_inner()).take());
+        reap(&self.child, Duration::ZERO);
+    }
+}
+
+/// Waits up to `grace` for the child to exit, then kills it; always reaps it.
+/// Returns a description of the exit status.
+fn reap(child: &Mutex<Child>, grace: Duration) -> String {
+    let deadline = Instant::now() + grace;
+    loop {
+        let mut guard = child.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.try_wait() {
+            Ok(Some(status)) => return describe(status),
+            Ok(None) if Instant::now() < deadline => {}
+            Ok(None) | Err(_) => {
+                let _ = guard.kill();
+                return match guard.wait() {
+                    Ok(status) => describe(status),
+                    Err(e) => format!("unknown ({e})"),
+                };
+            }
+        }
+        drop(guard);
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    status.to_string()
+}
+
+/// Reads stdout until it closes, handing every JSON message to `pending` (or to `on_unsolicited`).
+fn read_messages(
+    name: &str,
+    stdout: impl Read,
+    pending: &Pending,
+    on_unsolicited: &UnsolicitedHandler,
+) {
+    let mut reader = BufReader::new(stdout);
+    let mut line = Vec::new();
+    loop {
+        match read_bounded_line(&mut reader, &mut line, MAX_MESSAGE_BYTES) {
+            Ok(LineRead::Eof) => return,
+            Ok(LineRead::TooLong) => {
+                log::warn!("[{name}] dropped a stdout line longer than {MAX_MESSAGE_BYTES} bytes");
+                continue;
+            }
+            Ok(LineRead::Line) => {}
+            Err(e) => {
+                log::warn!("[{name}] error reading stdout: {e}");
+                return;
+            }
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Array(batch)) => {
+                for message in batch {
+                    pending.dispatch_or(message, on_unsolicited);
+                }
+            }
+            Ok(message) => pending.dispatch_or(message, on_unsolicited),
+            Err(_) => log::warn!(
+                "[{name}] ignoring non-JSON stdout line: {}",
+                truncate(text, 200)
+            ),
+        }
+    }
+}
+
+fn spawn_stderr_logger(
+    name: &str,
+    stderr: impl Read + Send + 'static,
+) -> Result<(), TransportError> {
+    let name = name.to_owned();
+    thread::Builder::new()
+        .name(format!("stdio-err-{name}"))
+        .spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut line = Vec::new();
+            loop {
+                match read_bounded_line(&mut reader, &mut line, MAX_STDERR_BYTES) {
+                    Ok(LineRead::Line) | Ok(LineRead::TooLong) => {
+                        let text = String::from_utf8_lossy(&line);
+                        let text = text.trim_end();
+                        if !text.is_empty() {
+                            log::info!("[{name}] {}", truncate(text, STDERR_LOG_CHARS));
+                        }
+                    }
+                    Ok(LineRead::Eof) | Err(_) => return,
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| TransportError::Unavailable(format!("cannot start stderr thread: {e}")))
+}
+
+enum LineRead {
+    Line,
+    /// The line exceeded the limit: `buf` holds its first `limit` bytes, the rest was skipped.
+    TooLong,
+    Eof,
+}
+
+/// Reads one `\n`-terminated line into `buf` (without the terminator), never buffering more than
+/// `limit` bytes of it. A final unterminated line counts as a line.
+fn read_bounded_line(
+    reader: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<LineRead> {
+    buf.clear();
+    let mut too_long = false;
+    let mut saw_any = false;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(match (saw_any, too_long) {
+                (false, _) => LineRead::Eof,
+                (true, true) => LineRead::TooLong,
+                (true, false) => LineRead::Line,
+            });
+        }
+        saw_any = true;
+        let newline = chunk.iter().position(|&b| b == b'\n');
+        let take = newline.unwrap_or(chunk.len());
+        let room = limit.saturating_sub(buf.len());
+        if take > room {
+            too_long = true;
+        }
+        buf.extend_from_slice(&chunk[..take.min(room)]);
+        reader.consume(newline.map_or(take, |i| i + 1));
+        if newline.is_some() {
+            return Ok(if too_long {
+                LineRead::TooLong
+            } else {
+                LineRead::Line
+            });
+        }
+    }
+}
+
+/// The first `max` characters of `text`, with an ellipsis when cut.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// The `id` of a JSON-RPC request, which a transport needs to match the response.
+pub(crate) fn request_id(request: &Value) -> Result<&Value, TransportError> {
+    match request.get("id") {
+        Some(id) if !id.is_null() => Ok(id),
+        _ => Err(TransportError::Protocol("request has no id".to_owned())),
+    }
+}
+
+/// What the reader of a shared stream hands to one waiting request.
+enum Delivery {
+    /// The response: the request is over.
+    Response(Value),
+    /// A progress or cancellation notification for this request.
+    Message(Value),
+    /// The connection ended before the response.
+    Failed(TransportError),
+}
+
+struct Waiter {
+    inbox: Sender<Delivery>,
+    progress_token: Option<Value>,
+}
+
+#[derive(Default)]
+struct PendingState {
+    /// Keyed by the JSON text of the id, so that `1` and `"1"` stay distinct.
+    waiters: HashMap<String, Waiter>,
+    /// Set once the connection is over: later requests fail at once with this error.
+    ended: Option<TransportError>,
+}
+
+/// Requests waiting for their response on a stream shared by all of them (stdio, legacy SSE).
+#[derive(Default)]
+pub(crate) struct Pending {
+    state: Mutex<PendingState>,
+}
+
+/// The channel a registered request waits on.
+pub(crate) struct Inbox(Receiver<Delivery>);
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a request before it is sent, so that its response cannot be missed.
+    pub(crate) fn register(
+        &self,
+        id: &Value,
+        progress_token: Option<&Value>,
+    ) -> Result<Inbox, TransportError> {
+        let mut state = self.lock();
+        if let Some(err) = &state.ended {
+            return Err(err.clone());
+        }
+        let key = id_key(id);
+        if state.waiters.contains_key(&key) {
+            return Err(TransportError::Protocol(format!(
+                "request id {key} already in flight"
+            )));
+        }
+        let (tx, rx) = mpsc::channel();
+        let waiter = Waiter {
+            inbox: tx,
+            progress_token: progress_token.cloned(),
+        };
+        state.waiters.insert(key, waiter);
+        Ok(Inbox(rx))
+    }
+
+    pub(crate) fn remove(&self, id: &Value) {
+        self.lock().waiters.remove(&id_key(id));
+    }
+
+    /// Blocks until the response for `id` arrives, passing this request's notifications to
+    /// `on_message` meanwhile. On timeout the request is forgotten.
+    pub(crate) fn wait(
+        &self,
+        inbox: &Inbox,
+        id: &Value,
+        timeout: Duration,
+        on_message: &mut dyn FnMut(Value),
+    ) -> Result<Value, TransportError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match inbox.0.recv_timeout(left) {
+                Ok(Delivery::Response(response)) => return Ok(response),
+                Ok(Delivery::Message(message)) => on_message(message),
+                Ok(Delivery::Failed(err)) => return Err(err),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.remove(id);
+                    return Err(TransportError::Timeout(timeout));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(TransportError::Unavailable("connection lost".to_owned()))
+                }
+            }
+        }
+    }
+
+    /// Routes `message` to the request it belongs to, or gives it to `on_unsolicited`.
+    pub(crate) fn dispatch_or(&self, message: Value, on_unsolicited: &UnsolicitedHandler) {
+        if let Some(unclaimed) = self.dispatch(message) {
+            on_unsolicited(unclaimed);
+        }
+    }
+
+    /// Routes `message` to the request it belongs to; returns it when no request claims it.
+    /// Responses to requests nobody waits for any more (timed out) are dropped.
+    fn dispatch(&self, message: Value) -> Option<Value> {
+        let method = message.get("method").and_then(Value::as_str);
+        let mut state = self.lock();
+        match method {
+            None if is_response(&message) => {
+                let key = message.get("id").map(id_key).unwrap_or_default();
+                match state.waiters.remove(&key) {
+                    Some(waiter) => {
+                        let _ = waiter.inbox.send(Delivery::Response(message));
+                    }
+                    None => log::debug!("dropping response to unknown request id {key}"),
+                }
+                None
+            }
+            Some("notifications/progress") => {
+                let token = message.pointer("/params/progressToken");
+                let waiter = token.and_then(|token| {
+                    state
+                        .waiters
+                        .values()
+                        .find(|w| w.progress_token.as_ref() == Some(token))
+                });
+                match waiter {
+                    Some(waiter) => {
+                        let _ = waiter.inbox.send(Delivery::Message(message));
+                        None
+                    }
+                    None => Some(message),
+                }
+            }
+            Some("notifications/cancelled") => {
+                let key = message.pointer("/params/requestId").map(id_key);
+                match key.and_then(|key| state.waiters.get(&key)) {
+                    Some(waiter) => {
+                        let _ = waiter.inbox.send(Delivery::Message(message));
+                        None
+                    }
+                    None => Some(message),
+                }
+            }
+            _ => Some(message),
+        }
+    }
+
+    /// Ends every waiting request with `err` and makes later registrations fail with it too.
+    /// The first error sticks (so a `close` is not reported as a crash afterwards).
+    pub(crate) fn fail_all(&self, err: TransportError) {
+        let mut state = self.lock();
+        let err = state.ended.get_or_insert(err).clone();
+        for (_, waiter) in state.waiters.drain() {
+            let _ = waiter.inbox.send(Delivery::Failed(err.clone()));
+        }
+    }
+}
+
+fn is_response(message: &Value) -> bool {
+    message.get("id").is_some()
+        && (message.get("result").is_some() || message.get("error").is_some())
+}
+
+fn id_key(id: &Value) -> String {
+    id.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ignore() -> UnsolicitedHandler {
+        Arc::new(|_| {})
+    }
+
+    fn sh(name: &str, script: &str, on_unsolicited: UnsolicitedHandler) -> StdioTransport {
+        let args = vec!["-c".to_owned(), script.to_owned()];
+        StdioTransport::spawn(name, "sh", &args, &[], None, on_unsolicited).unwrap()
+    }
+
+    /// A Python echo server: answers each request with its own params, after `delay` seconds
+    /// taken from the params; sends a progress notification first when asked to.
+    const ECHO_SERVER: &str = r#"
+import json, sys, threading, time, os
+lock = threading.Lock()
+def out(m):
+    with lock:
+        sys.stdout.write(json.dumps(m) + "\n"); sys.stdout.flush()
+def handle(m):
+    p = m.get("params") or {}
+    time.sleep(p.get("delay", 0))
+    tok = (p.get("_meta") or {}).get("progressToken")
+    if tok is not None:
+        out({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": tok, "progress": 1}})
+    out({"jsonrpc": "2.0", "id": m["id"], "result": {"echo": p, "env": os.environ.get("ECHO_ENV"), "cwd": os.getcwd()}})
+print("not json, ignored", flush=True)
+out({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" in m and "method" in m:
+        threading.Thread(target=handle, args=(m,)).start()
+    else:
+        out({"jsonrpc": "2.0", "method": "seen", "params": m})
+"#;
+
+    fn echo_server(on_unsolicited: UnsolicitedHandler) -> StdioTransport {
+        let args = vec!["-c".to_owned(), ECHO_SERVER.to_owned()];
+        let env = [("ECHO_ENV".to_owned(), "yes".to_owned())];
+        let cwd = Path::new("/tmp");
+        StdioTransport::spawn("echo", "python3", &args, &env, Some(cwd), on_unsolicited).unwrap()
+    }
+
+    #[test]
+    fn echo_server_answers_by_id_with_progress_env_and_cwd() {
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let unsolicited: UnsolicitedHandler = Arc::new(move |m| {
+            let _ = tx.lock().unwrap().send(m);
+        });
+        let transport = echo_server(unsolicited);
+        let token = json!("tok-1");
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": "x", "params": {"_meta": {"progressToken": "tok-1"}}});
+        let mut seen = Vec::new();
+        let response = transport
+            .request(&request, Some(&token), Duration::from_secs(5), &mut |m| {
+                seen.push(m)
+            })
+            .unwrap();
+        assert_eq!(response["id"], 1);
+        assert_eq!(response["result"]["env"], "yes");
+        assert_eq!(response["result"]["cwd"], "/tmp");
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0]["method"], "notifications/progress");
+        let first = rx.recv_timeout(Duration::from_secs(2)).unwrap();
+        assert_eq!(first["method"], "notifications/tools/list_changed");
+
+        transport
+            .send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .unwrap();
+        let seen = rx.recv_timeout(Duration::from_secs(2)).unwrap();
+        assert_eq!(seen["params"]["method"], "notifications/initialized");
+        transport.close();
+        assert!(!transport.is_alive());
+        let err = transport.request(&request, None, Duration::from_secs(1), &mut |_| {});
+        assert_eq!(err, Err(TransportError::Closed));
+    }
+
+    #[test]
+    fn concurrent_requests_answered_out_of_order() {
+        let transport = Arc::new(echo_server(ignore()));
+        let slow = {
+            let transport = Arc::clone(&transport);
+            thread::spawn(move || {
+                let request = json!({"jsonrpc": "2.0", "id": "slow", "method": "x", "params": {"delay": 0.4}});
+                transport.request(&request, None, Duration::from_secs(5), &mut |_| {})
+            })
+        };
+        thread::sleep(Duration::from_millis(50));
+        let request = json!({"jsonrpc": "2.0", "id": 2, "method": "x", "params": {"n": 2}});
+        let fast = transport
+            .request(&request, None, Duration::from_secs(5), &mut |_| {})
+            .unwrap();
+        assert_eq!(fast["result"]["echo"]["n"], 2);
+        let slow = slow.join().unwrap().unwrap();
+        assert_eq!(slow["id"], "slow");
+    }
+
+    #[test]
+    fn timeout_removes_the_waiter() {
+        let transport = sh("mute", "cat > /dev/null", ignore());
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": "x"});
+        let started = Instant::now();
+        let err = transport.request(&request, None, Duration::from_millis(200), &mut |_| {});
+        assert_eq!(
+            err,
+            Err(TransportError::Timeout(Duration::from_millis(200)))
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(transport.pending.lock().waiters.is_empty());
+        // The same id may be used again after the timeout.
+        let err = transport.request(&request, None, Duration::from_millis(50), &mut |_| {});
+        assert_eq!(err, Err(TransportError::Timeout(Duration::from_millis(50))));
+    }
+
+    #[test]
+    fn exiting_child_fails_waiters_quickly() {
+        let transport = sh("dies", "read line; exit 3", ignore());
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": "x"});
+        let started = Instant::now();
+        let err = transport.request(&request, None, Duration::from_secs(5), &mut |_| {});
+        assert!(started.elapsed() < Duration::from_secs(3));
+        match err {
+            Err(TransportError::Unavailable(why)) => {
+                assert!(why.starts_with("process exited:"), "{why}");
+                assert!(why.contains('3'), "{why}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(!transport.is_alive());
+        let again = transport.request(&request, None, Duration::from_secs(1), &mut |_| {});
+        assert!(matches!(again, Err(TransportError::Unavailable(_))));
+    }
+
+    /// Records log lines so tests can check what was logged.
+    struct CaptureLogs;
+
+    static LOGGED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    impl log::Log for CaptureLogs {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record) {
+            let line = format!("{} {}", record.level(), record.args());
+            LOGGED.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+        fn flush(&self) {}
+    }
+
+    fn capture_logs() {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            let _ = log::set_logger(&CaptureLogs);
+            log::set_max_level(log::LevelFilter::Info);
+        });
+    }
+
+    /// Waits (briefly) for a logged line satisfying `wanted`.
+    fn logged(wanted: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if LOGGED.lock().unwrap().iter().any(|line| wanted(line)) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
         false
     }
-    fn close(&self) {}
+
+    #[test]
+    fn stderr_and_junk_stdout_are_logged_and_child_is_killed_on_close() {
+        capture_logs();
+        let script = "echo 'hello from stderr' >&2; \
+                      head -c 100000 /dev/zero | tr '\\0' x >&2; echo >&2; \
+                      echo 'junk on stdout'; \
+                      echo '{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}'; \
+                      exec sleep 30";
+        let transport = sh("noisy", script, ignore());
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": "x"});
+        let response = transport.request(&request, None, Duration::from_secs(5), &mut |_| {});
+        assert_eq!(response.unwrap()["id"], 1);
+        assert!(logged(|l| l == "INFO [noisy] hello from stderr"));
+        let long = format!("INFO [noisy] {}…", "x".repeat(STDERR_LOG_CHARS));
+        assert!(logged(|l| l == long));
+        assert!(logged(
+            |l| l.starts_with("WARN [noisy]") && l.ends_with("junk on stdout")
+        ));
+        // The child ignores stdin EOF (it sleeps): close() must kill it, within its grace time.
+        let started = Instant::now();
+        transport.close();
+        assert!(started.elapsed() < Duration::from_secs(4));
+        assert!(transport
+            .child
+            .lock()
+            .unwrap()
+            .try_wait()
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn command_not_found_is_unavailable() {
+        let err = StdioTransport::spawn("x", "/nonexistent/mcp-server", &[], &[], None, ignore());
+        match err {
+            Err(TransportError::Unavailable(why)) => {
+                assert!(why.contains("/nonexistent/mcp-server"))
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+            Ok(_) => panic!("spawned a nonexistent command"),
+        }
+    }
+
+    #[test]
+    fn bounded_lines() {
+        let mut reader =
+            BufReader::with_capacity(4, io::Cursor::new(b"abcdefgh\nxy\nlast".to_vec()));
+        let mut buf = Vec::new();
+        assert!(matches!(
+            read_bounded_line(&mut reader, &mut buf, 5),
+            Ok(LineRead::TooLong)
+        ));
+        assert_eq!(buf, b"abcde");
+        assert!(matches!(
+            read_bounded_line(&mut reader, &mut buf, 5),
+            Ok(LineRead::Line)
+        ));
+        assert_eq!(buf, b"xy");
+        assert!(matches!(
+            read_bounded_line(&mut reader, &mut buf, 5),
+            Ok(LineRead::Line)
+        ));
+        assert_eq!(buf, b"last");
+        assert!(matches!(
+            read_bounded_line(&mut reader, &mut buf, 5),
+            Ok(LineRead::Eof)
+        ));
+    }
 }
