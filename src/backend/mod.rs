@@ -40,6 +40,8 @@ const MAX_LIST_PAGES: usize = 100;
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT_CAP: Duration = Duration::from_secs(30);
+/// A `subscriptions/listen` request is renewed after this long.
+const LISTEN_RENEW_AFTER: Duration = Duration::from_secs(3600);
 
 /// Where a backend is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,7 +192,8 @@ struct Connection {
 enum SupervisorMsg {
     Refresh,
     ServerRequest(Value),
-    CheckAlive,
+    /// A call found the backend unreachable: reconnect.
+    ConnectionFailed,
     Stop,
 }
 
@@ -493,7 +496,7 @@ impl Backend {
                 })
             }
             Err(e @ (TransportError::Unavailable(_) | TransportError::Closed)) => {
-                self.nudge(SupervisorMsg::CheckAlive);
+                self.nudge(SupervisorMsg::ConnectionFailed);
                 Err(CallError::Down {
                     backend: self.config.name.clone(),
                     reason: e.to_string(),
@@ -559,6 +562,90 @@ impl Backend {
         Ok(())
     }
 
+    /// On a 2026-07-28 backend, change notifications come on a long-lived `subscriptions/listen`
+    /// request; keep one open for as long as `conn` is the current connection.
+    fn spawn_listener(self: &Arc<Self>, conn: Arc<Connection>) {
+        let wants: Map<String, Value> = [
+            ("tools", "toolsListChanged"),
+            ("prompts", "promptsListChanged"),
+            ("resources", "resourcesListChanged"),
+        ]
+        .into_iter()
+        .filter(|(cap, _)| {
+            conn.capabilities
+                .get(cap)
+                .and_then(|c| c.get("listChanged"))
+                .and_then(Value::as_bool)
+                == Some(true)
+        })
+        .map(|(_, key)| (key.to_string(), json!(true)))
+        .collect();
+        if wants.is_empty() {
+            return;
+        }
+        let backend = Arc::downgrade(self);
+        let name = self.config.name.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("listen-{name}"))
+            .spawn(move || loop {
+                let Some(me) = backend.upgrade() else { return };
+                let current = me
+                    .connection
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(|c| Arc::ptr_eq(c, &conn))
+                    .unwrap_or(false);
+                if !current || me.stopped.load(Ordering::SeqCst) || !conn.transport.is_alive() {
+                    return;
+                }
+                let id = me.next_id.fetch_add(1, Ordering::Relaxed);
+                drop(me);
+                let mut params = Map::new();
+                params.insert("notifications".into(), Value::Object(wants.clone()));
+                add_envelope(&mut params);
+                let request =
+                    jsonrpc::request(&json!(id), "subscriptions/listen", Value::Object(params));
+                let tx = backend.upgrade().and_then(|b| {
+                    b.supervisor
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone()
+                });
+                let mut on_message = |message: Value| {
+                    let method = message.get("method").and_then(Value::as_str).unwrap_or("");
+                    if method.ends_with("/list_changed") {
+                        if let Some(tx) = &tx {
+                            let _ = tx.send(SupervisorMsg::Refresh);
+                        }
+                    }
+                };
+                match conn
+                    .transport
+                    .request(&request, None, LISTEN_RENEW_AFTER, &mut on_message)
+                {
+                    Ok(response) if response.get("error").is_some() => {
+                        log::debug!(
+                            "[{name}] subscriptions/listen refused: {}",
+                            response["error"]
+                        );
+                        return;
+                    }
+                    // A graceful end: open a new one, without spinning on a server that ends at once.
+                    Ok(_) => std::thread::sleep(BACKOFF_START),
+                    Err(TransportError::Timeout(_)) => {}
+                    Err(TransportError::Closed) => return,
+                    Err(e) => {
+                        log::debug!("[{name}] subscriptions/listen ended: {e}");
+                        std::thread::sleep(BACKOFF_START * 5);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!("[{}] cannot watch for list changes: {e}", self.config.name);
+        }
+    }
+
     fn supervise(self: Arc<Self>, rx: Receiver<SupervisorMsg>) {
         let mut backoff = BACKOFF_START;
         while !self.stopped.load(Ordering::SeqCst) {
@@ -571,7 +658,16 @@ impl Backend {
                         self.config.transport.kind(),
                         conn.version
                     );
+                    if conn.stateless {
+                        self.spawn_listener(Arc::clone(&conn));
+                    }
                     *self.connection.write().unwrap_or_else(|e| e.into_inner()) = Some(conn);
+                    // Drop failures reported about the previous connection.
+                    while let Ok(msg) = rx.try_recv() {
+                        if let SupervisorMsg::Stop = msg {
+                            return;
+                        }
+                    }
                     self.refresh_lists();
                     self.set_state(State::Up, None);
                     self.watch(&rx);
@@ -644,7 +740,8 @@ impl Backend {
                         answer_server_request(conn.transport.as_ref(), &request, &self.config.name);
                     }
                 }
-                Ok(SupervisorMsg::CheckAlive) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(SupervisorMsg::ConnectionFailed) => return,
+                Err(RecvTimeoutError::Timeout) => {}
             }
             if Instant::now() >= next_refresh {
                 self.refresh_lists();

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use tiny_http::{Method, Request};
 
 const SESSION_HEADER: &str = "Mcp-Session-Id";
+/// `_meta` key naming the `subscriptions/listen` request a notification belongs to.
+const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 const VERSION_HEADER: &str = "MCP-Protocol-Version";
 const METHOD_HEADER: &str = "Mcp-Method";
 const NAME_HEADER: &str = "Mcp-Name";
@@ -51,8 +53,13 @@ struct Session {
 }
 
 struct OpenStream {
+    /// The handshake-era session of a GET stream; empty for a 2026-07-28 listen stream.
     session: String,
     stream: SseStream,
+    /// Which list changes it wants: tools, resources, prompts.
+    wants: [bool; 3],
+    /// The id of the `subscriptions/listen` request, stamped on each notification.
+    subscription_id: Option<Value>,
 }
 
 /// The MCP face: its sessions and open GET streams.
@@ -195,6 +202,9 @@ impl McpFace {
                 let can_stream = request_header(&request, "Accept")
                     .map(|a| a.contains("text/event-stream"))
                     .unwrap_or(false);
+                if era == Era::Modern && method == "subscriptions/listen" {
+                    return self.listen(request, id, &params, can_stream);
+                }
                 let mut responder = Responder::new(request, can_stream, Vec::new());
                 let key_owner = match &era {
                     Era::Session { id } => id.clone(),
@@ -509,7 +519,12 @@ impl McpFace {
                     self.streams
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .push(OpenStream { session, stream });
+                        .push(OpenStream {
+                            session,
+                            stream,
+                            wants: [true; 3],
+                            subscription_id: None,
+                        });
                 }
             }
             Err(e) => log::debug!("cannot open the event stream: {e}"),
@@ -556,21 +571,79 @@ impl McpFace {
         }
     }
 
-    /// Sends `notifications/<kind>/list_changed` to every open GET stream.
+    /// Sends `notifications/<kind>/list_changed` to every open stream that wants it.
     pub fn broadcast_list_changed(&self, kinds: &[ListKind]) {
-        let messages: Vec<Value> = kinds
-            .iter()
-            .map(|k| {
-                let method = match k {
-                    ListKind::Tools => "notifications/tools/list_changed",
-                    ListKind::Resources => "notifications/resources/list_changed",
-                    ListKind::Prompts => "notifications/prompts/list_changed",
-                };
-                jsonrpc::notification(method, json!({}))
-            })
-            .collect();
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        streams.retain_mut(|open| messages.iter().all(|m| open.stream.send(m).is_ok()));
+        streams.retain_mut(|open| {
+            kinds.iter().all(|kind| {
+                let (slot, method) = match kind {
+                    ListKind::Tools => (0, "notifications/tools/list_changed"),
+                    ListKind::Resources => (1, "notifications/resources/list_changed"),
+                    ListKind::Prompts => (2, "notifications/prompts/list_changed"),
+                };
+                if !open.wants[slot] {
+                    return true;
+                }
+                let params = match &open.subscription_id {
+                    Some(id) => json!({"_meta": {META_SUBSCRIPTION_ID: id}}),
+                    None => json!({}),
+                };
+                open.stream
+                    .send(&jsonrpc::notification(method, params))
+                    .is_ok()
+            })
+        });
+    }
+
+    /// 2026-07-28 `subscriptions/listen`: acknowledge the list-change kinds we honour, then keep
+    /// the stream open (on the keep-alive thread, not a worker) and send them as they happen.
+    fn listen(&self, request: Request, id: Value, params: &Map<String, Value>, can_stream: bool) {
+        if !can_stream {
+            let error = RpcError::new(
+                jsonrpc::INVALID_REQUEST,
+                "subscriptions/listen answers with an event stream: send Accept: text/event-stream",
+            );
+            return respond_json(request, 400, &jsonrpc::error_response(&id, &error), &[]);
+        }
+        let asked = params.get("notifications").cloned().unwrap_or(Value::Null);
+        let wants = [
+            "toolsListChanged",
+            "resourcesListChanged",
+            "promptsListChanged",
+        ]
+        .map(|k| asked.get(k).and_then(Value::as_bool) == Some(true));
+        let mut honoured = Map::new();
+        for (key, yes) in [
+            "toolsListChanged",
+            "resourcesListChanged",
+            "promptsListChanged",
+        ]
+        .iter()
+        .zip(wants)
+        {
+            if yes {
+                honoured.insert(key.to_string(), json!(true));
+            }
+        }
+        let mut stream = match SseStream::start(request, &[]) {
+            Ok(s) => s,
+            Err(e) => return log::debug!("cannot open the listen stream: {e}"),
+        };
+        let ack = jsonrpc::notification(
+            "notifications/subscriptions/acknowledged",
+            json!({"notifications": honoured, "_meta": {META_SUBSCRIPTION_ID: id}}),
+        );
+        if stream.send(&ack).is_ok() {
+            self.streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(OpenStream {
+                    session: String::new(),
+                    stream,
+                    wants,
+                    subscription_id: Some(id),
+                });
+        }
     }
 
     /// Keep-alives on open streams; forgets idle sessions.
