@@ -8,8 +8,7 @@ use crate::config::Config;
 use crate::jsonrpc::{self, RpcError};
 use crate::tokens::TokenStore;
 use serde_json::{json, Map, Value};
-use std::sync::mpsc;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Instant;
 
 /// Kinds of list a client may be told changed.
@@ -37,43 +36,43 @@ pub struct Gateway {
     /// When it started.
     pub started: Instant,
     catalog: RwLock<Arc<Catalog>>,
+    /// Rebuilds run one at a time, so the last one always reflects the newest lists.
+    rebuilding: Mutex<()>,
     listeners: RwLock<Vec<ChangeListener>>,
 }
 
 impl Gateway {
     /// Builds the gateway and starts its backends (in the background: this returns at once).
     pub fn start(config: Config, tokens: TokenStore) -> Arc<Gateway> {
-        let (changed_tx, changed_rx) = mpsc::channel::<()>();
-        let changed_tx = std::sync::Mutex::new(changed_tx);
-        let changed_tx = Arc::new(changed_tx);
-        let backends = config
-            .servers
-            .iter()
-            .map(|server| {
-                let tx = Arc::clone(&changed_tx);
-                Backend::new(
-                    server.clone(),
-                    config.limits.max_calls_per_backend,
-                    config.limits.refresh_interval,
-                    Box::new(move || {
-                        let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(());
-                    }),
-                )
-            })
-            .collect();
-        let gateway = Arc::new(Gateway {
-            config,
-            backends,
-            tokens,
-            started: Instant::now(),
-            catalog: RwLock::new(Arc::new(Catalog::default())),
-            listeners: RwLock::new(Vec::new()),
+        let gateway = Arc::new_cyclic(|weak: &Weak<Gateway>| {
+            let backends = config
+                .servers
+                .iter()
+                .map(|server| {
+                    let weak = weak.clone();
+                    Backend::new(
+                        server.clone(),
+                        config.limits.max_calls_per_backend,
+                        config.limits.refresh_interval,
+                        Box::new(move || {
+                            if let Some(gateway) = weak.upgrade() {
+                                gateway.rebuild_catalog();
+                            }
+                        }),
+                    )
+                })
+                .collect();
+            Gateway {
+                config: config.clone(),
+                backends,
+                tokens,
+                started: Instant::now(),
+                catalog: RwLock::new(Arc::new(Catalog::default())),
+                rebuilding: Mutex::new(()),
+                listeners: RwLock::new(Vec::new()),
+            }
         });
         gateway.rebuild_catalog();
-        let weak = Arc::downgrade(&gateway);
-        let _ = std::thread::Builder::new()
-            .name("catalog".into())
-            .spawn(move || catalog_loop(weak, changed_rx));
         for backend in &gateway.backends {
             backend.start();
         }
@@ -103,6 +102,7 @@ impl Gateway {
 
     /// Builds the catalog again from the backends' lists; tells listeners what changed.
     pub fn rebuild_catalog(&self) {
+        let _one_at_a_time = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
         let lists: Vec<_> = self.backends.iter().map(|b| b.lists()).collect();
         let sources: Vec<Source<'_>> = self
             .backends
@@ -228,17 +228,5 @@ impl Gateway {
             "clashes": catalog.clashes,
             "backends": backends,
         })
-    }
-}
-
-fn catalog_loop(gateway: Weak<Gateway>, changed: mpsc::Receiver<()>) {
-    while changed.recv().is_ok() {
-        // Coalesce bursts (several backends coming up at once).
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        while changed.try_recv().is_ok() {}
-        match gateway.upgrade() {
-            Some(g) => g.rebuild_catalog(),
-            None => return,
-        }
     }
 }

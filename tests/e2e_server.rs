@@ -1,0 +1,450 @@
+//! End-to-end tests of the server itself: the real binary on a free loopback port, driven over
+//! raw HTTP. (The interop tests under tests/interop drive it with the official MCP SDK.)
+
+mod support;
+
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use support::{cli, open, python_backend, read_events, request, temp_dir, Gateway};
+
+fn slow_backend_config(tag: &str, delay: f64, extra: Value) -> Value {
+    let dir = temp_dir(&format!("{tag}-py"));
+    let script = python_backend(&dir, delay);
+    let mut config = json!({
+        "mcpServers": {"py": {"command": "python3", "args": ["-u", script.to_str().expect("utf8")], "timeout_ms": 5000}}
+    });
+    if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    config
+}
+
+#[test]
+fn progress_reaches_the_client_before_the_call_ends() {
+    let gw = Gateway::start("progress", slow_backend_config("progress", 1.5, json!({})));
+    gw.wait_backends("up", Duration::from_secs(20));
+    let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "py__slow", "arguments": {}, "_meta": {"progressToken": "mine-1"}}});
+    let started = Instant::now();
+    let response = open(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &[("Accept", "application/json, text/event-stream")],
+        &body.to_string(),
+    );
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .starts_with("text/event-stream"));
+    let mut seen = Vec::new();
+    read_events(response, |event| seen.push((started.elapsed(), event)));
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let (progress_at, progress) = &seen[0];
+    assert_eq!(progress["method"], "notifications/progress");
+    assert_eq!(
+        progress["params"]["progressToken"], "mine-1",
+        "the client's own token comes back"
+    );
+    let (result_at, result) = &seen[1];
+    assert_eq!(result["id"], 7);
+    assert_eq!(result["result"]["content"][0]["text"], "done");
+    assert!(
+        *result_at >= Duration::from_millis(1400),
+        "result came after the backend's delay"
+    );
+    assert!(
+        *result_at - *progress_at >= Duration::from_millis(1000),
+        "progress was flushed at once, not held until the end: {progress_at:?} vs {result_at:?}"
+    );
+}
+
+#[test]
+fn a_call_without_progress_is_plain_json() {
+    let gw = Gateway::start(
+        "plainjson",
+        slow_backend_config("plainjson", 0.0, json!({})),
+    );
+    gw.wait_backends("up", Duration::from_secs(20));
+    let body =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "py__slow"}});
+    let response = open(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &[("Accept", "application/json, text/event-stream")],
+        &body.to_string(),
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    let mut text = String::new();
+    response
+        .into_body()
+        .into_reader()
+        .read_to_string(&mut text)
+        .expect("body");
+    let value: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(value["result"]["content"][0]["text"], "done");
+}
+
+#[test]
+fn a_stdio_backend_that_crashes_is_reported_and_restarted() {
+    let gw = Gateway::start("crash", slow_backend_config("crash", 0.0, json!({})));
+    gw.wait_backends("up", Duration::from_secs(20));
+    let crash =
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "py__crash"}});
+    let started = Instant::now();
+    let (status, text) = request(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &[],
+        &crash.to_string(),
+    );
+    assert_eq!(status, 200);
+    let value: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(value["error"]["code"], -32603, "{value}");
+    assert!(
+        value["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("'py'"),
+        "names the backend: {value}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "fails fast, not at the 5 s timeout"
+    );
+    // The supervisor restarts the process; the backend comes back up and answers again.
+    gw.wait_backends("up", Duration::from_secs(20));
+    let call =
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "py__slow"}});
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, text) = request(
+            &gw.base,
+            "POST",
+            "/mcp",
+            Some(&gw.token),
+            &[],
+            &call.to_string(),
+        );
+        if text.contains("\"done\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backend never came back: {text}\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_stalled_client_does_not_hold_the_server() {
+    let gw = Gateway::start(
+        "stall",
+        json!({"workers": 1, "limits": {"io_timeout_ms": 500}}),
+    );
+    // Half a request line and headers, then silence.
+    let mut stalled = TcpStream::connect(gw.addr()).expect("connect");
+    stalled
+        .write_all(b"POST /mcp HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    // A body promised but never sent, to hold the only worker as long as it can.
+    let mut half_body = TcpStream::connect(gw.addr()).expect("connect");
+    let head = format!("POST /mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 100\r\n\r\n{{\"jsonrpc\"", gw.token);
+    half_body.write_all(head.as_bytes()).expect("write");
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let (status, _) = request(&gw.base, "GET", "/health", None, &[], "");
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "health answered while clients stall"
+    );
+    // Both stalled connections are closed by the server within a few timeouts.
+    for mut socket in [stalled, half_body] {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut buf = Vec::new();
+        let started = Instant::now();
+        let _ = socket.read_to_end(&mut buf);
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "the server dropped the stalled client"
+        );
+    }
+}
+
+#[test]
+fn lists_are_paged_with_cursors() {
+    let gw = Gateway::start(
+        "paging",
+        slow_backend_config("paging", 0.0, json!({"limits": {"page_size": 2}})),
+    );
+    gw.wait_backends("up", Duration::from_secs(20));
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page in 0..5 {
+        let mut params = json!({});
+        if let Some(c) = &cursor {
+            params["cursor"] = json!(c);
+        }
+        let body = json!({"jsonrpc": "2.0", "id": page, "method": "tools/list", "params": params});
+        let (_, text) = request(
+            &gw.base,
+            "POST",
+            "/mcp",
+            Some(&gw.token),
+            &[],
+            &body.to_string(),
+        );
+        let value: Value = serde_json::from_str(&text).expect("json");
+        let tools = value["result"]["tools"].as_array().expect("tools").clone();
+        assert!(tools.len() <= 2);
+        names.extend(
+            tools
+                .iter()
+                .filter_map(|t| t["name"].as_str().map(String::from)),
+        );
+        cursor = value["result"]["nextCursor"].as_str().map(String::from);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(names, ["gateway__status", "py__slow", "py__crash"]);
+    let bad = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list", "params": {"cursor": "nonsense"}});
+    let (_, text) = request(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &[],
+        &bad.to_string(),
+    );
+    assert!(text.contains("-32602") && text.contains("cursor"), "{text}");
+}
+
+#[test]
+fn sessions_origins_and_methods() {
+    let gw = Gateway::start("sessions", json!({}));
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let response = open(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &[],
+        &init.to_string(),
+    );
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("session id")
+        .to_string();
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}).to_string();
+    let (status, _) = request(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &[("Mcp-Session-Id", &session)],
+        &ping,
+    );
+    assert_eq!(status, 200);
+    let (status, _) = request(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &[("Mcp-Session-Id", "not-a-session")],
+        &ping,
+    );
+    assert_eq!(status, 404, "unknown session");
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
+    let (status, _) = request(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &[("Mcp-Session-Id", &session)],
+        &note,
+    );
+    assert_eq!(status, 202);
+    let (status, text) = request(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &[("Origin", "https://evil.example")],
+        &ping,
+    );
+    assert_eq!(status, 403, "{text}");
+    let (status, _) = request(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &[("Origin", "http://localhost:3000")],
+        &ping,
+    );
+    assert_eq!(status, 200);
+    let (status, _) = request(
+        &gw.base,
+        "DELETE",
+        "/mcp",
+        Some(&gw.token),
+        &[("Mcp-Session-Id", &session)],
+        "",
+    );
+    assert_eq!(status, 200);
+    let (status, _) = request(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &[("Mcp-Session-Id", &session)],
+        &ping,
+    );
+    assert_eq!(status, 404, "the session is gone after DELETE");
+    let response = open(
+        &gw.base,
+        "GET",
+        "/mcp",
+        Some(&gw.token),
+        &[("Accept", "text/event-stream")],
+        "",
+    );
+    assert_eq!(
+        response.status().as_u16(),
+        405,
+        "no GET stream without a session"
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
+    let batch = json!([{"jsonrpc": "2.0", "id": 1, "method": "ping"}]).to_string();
+    let (status, text) = request(&gw.base, "POST", "/mcp", Some(&gw.token), &[], &batch);
+    assert_eq!(status, 400);
+    assert!(text.contains("-32600") && text.contains("batch"), "{text}");
+}
+
+#[test]
+fn modern_requests_are_checked_against_their_headers() {
+    let gw = Gateway::start("modern", json!({}));
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "gateway__status", "arguments": {}, "_meta": meta}}).to_string();
+    let good = [
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", "tools/call"),
+        ("Mcp-Name", "gateway__status"),
+    ];
+    let (status, text) = request(&gw.base, "POST", "/mcp", Some(&gw.token), &good, &call);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"resultType\":\"complete\""), "{text}");
+    let wrong_name = [
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", "tools/call"),
+        ("Mcp-Name", "other"),
+    ];
+    let (status, text) = request(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &wrong_name,
+        &call,
+    );
+    assert_eq!(status, 400);
+    assert!(text.contains("-32020"), "{text}");
+    let wrong_method = [
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", "tools/list"),
+        ("Mcp-Name", "gateway__status"),
+    ];
+    let (status, text) = request(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &wrong_method,
+        &call,
+    );
+    assert_eq!((status, text.contains("-32020")), (400, true), "{text}");
+    let future = [
+        ("MCP-Protocol-Version", "2099-01-01"),
+        ("Mcp-Method", "tools/list"),
+    ];
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2099-01-01", "io.modelcontextprotocol/clientCapabilities": {}}}}).to_string();
+    let (status, text) = request(&gw.base, "POST", "/mcp", Some(&gw.token), &future, &list);
+    assert_eq!(status, 400);
+    let value: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(value["error"]["code"], -32022);
+    assert_eq!(value["error"]["data"]["supported"][0], "2026-07-28");
+}
+
+#[test]
+fn first_start_creates_and_prints_one_token() {
+    let dir = temp_dir("firststart");
+    let config = dir.join("c.json");
+    std::fs::write(
+        &config,
+        json!({"listen": "127.0.0.1:0", "state_dir": dir.join("st").display().to_string()})
+            .to_string(),
+    )
+    .expect("write");
+    let mut child = std::process::Command::new(support::binary())
+        .args(["serve", "--config", config.to_str().expect("utf8")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut text = String::new();
+    let mut buf = [0u8; 512];
+    while !text.contains("\nmgw_") && Instant::now() < deadline {
+        match stdout.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let token = text
+        .lines()
+        .find(|l| l.starts_with("mgw_"))
+        .expect("token printed")
+        .to_string();
+    let stored = std::fs::read_to_string(dir.join("st/tokens.json")).expect("tokens.json");
+    assert!(!stored.contains(&token), "only the hash is stored");
+    let listed = cli(&["token", "list", "--config", config.to_str().expect("utf8")]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("default") && !listed.contains(&token),
+        "{listed}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
