@@ -76,6 +76,8 @@ impl Gateway {
         Gateway::spawn(dir, &config_path, token)
     }
 
+    // The child is moved into the returned Gateway, whose Drop kills and waits for it.
+    #[allow(clippy::zombie_processes)]
     fn spawn(dir: PathBuf, config_path: &Path, token: String) -> Gateway {
         let stderr_log = dir.join("stderr.log");
         let log_file = std::fs::File::create(&stderr_log).expect("log file");
