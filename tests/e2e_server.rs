@@ -229,7 +229,16 @@ fn lists_are_paged_with_cursors() {
             break;
         }
     }
-    assert_eq!(names, ["gateway__status", "py__slow", "py__crash"]);
+    assert_eq!(
+        names,
+        [
+            "gateway__status",
+            "py__slow",
+            "py__crash",
+            "py__grow",
+            "py__cancelled"
+        ]
+    );
     let bad = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list", "params": {"cursor": "nonsense"}});
     let (_, text) = request(
         &gw.base,
@@ -447,4 +456,188 @@ fn first_start_creates_and_prints_one_token() {
         "{listed}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn post(gw: &Gateway, headers: &[(&str, &str)], body: Value) -> Value {
+    let (_, text) = request(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        headers,
+        &body.to_string(),
+    );
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn list_changes_of_a_backend_reach_open_streams_of_both_eras() {
+    let gw = Gateway::start(
+        "listchanged",
+        slow_backend_config("listchanged", 0.0, json!({})),
+    );
+    gw.wait_backends("up", Duration::from_secs(20));
+    // A handshake-era session with its GET stream...
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let response = open(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &[],
+        &init.to_string(),
+    );
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("session")
+        .to_string();
+    let get_stream = open(
+        &gw.base,
+        "GET",
+        "/mcp",
+        Some(&gw.token),
+        &[
+            ("Accept", "text/event-stream"),
+            ("Mcp-Session-Id", &session),
+        ],
+        "",
+    );
+    assert_eq!(get_stream.status().as_u16(), 200);
+    // ...and a 2026-07-28 subscriptions/listen stream.
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
+    let listen = json!({"jsonrpc": "2.0", "id": "listen-1", "method": "subscriptions/listen", "params": {"notifications": {"toolsListChanged": true}, "_meta": meta}});
+    let listen_stream = open(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &[
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", "subscriptions/listen"),
+        ],
+        &listen.to_string(),
+    );
+    assert_eq!(listen_stream.status().as_u16(), 200);
+    let (tx, rx) = std::sync::mpsc::channel::<(&'static str, Value)>();
+    for (label, stream) in [("get", get_stream), ("listen", listen_stream)] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            read_events(stream, |event| {
+                let _ = tx.send((label, event));
+            })
+        });
+    }
+    let first = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("acknowledgement");
+    assert_eq!(first.0, "listen");
+    assert_eq!(
+        first.1["method"],
+        "notifications/subscriptions/acknowledged"
+    );
+    assert_eq!(
+        first.1["params"]["notifications"],
+        json!({"toolsListChanged": true})
+    );
+    // The backend grows a tool and says so; both streams hear of it, and the list has it.
+    let grown = post(
+        &gw,
+        &[],
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "py__grow"}}),
+    );
+    assert_eq!(grown["result"]["content"][0]["text"], "grown");
+    let mut heard = std::collections::BTreeMap::new();
+    while heard.len() < 2 {
+        let (label, event) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("no list_changed on every stream: {heard:?}\n{}", gw.log()));
+        assert_eq!(
+            event["method"], "notifications/tools/list_changed",
+            "{event}"
+        );
+        heard.insert(label, event);
+    }
+    assert_eq!(
+        heard["listen"]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "listen-1"
+    );
+    let list = post(
+        &gw,
+        &[],
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}),
+    );
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(names.contains(&"py__extra"), "{names:?}");
+}
+
+#[test]
+fn a_cancelled_call_is_cancelled_at_the_backend_under_its_own_id() {
+    let gw = Gateway::start("cancel", slow_backend_config("cancel", 2.0, json!({})));
+    gw.wait_backends("up", Duration::from_secs(20));
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let response = open(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &[],
+        &init.to_string(),
+    );
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("session")
+        .to_string();
+    let base = gw.base.clone();
+    let token = gw.token.clone();
+    let session_for_call = session.clone();
+    let slow = std::thread::spawn(move || {
+        let body = json!({"jsonrpc": "2.0", "id": "client-call-9", "method": "tools/call", "params": {"name": "py__slow"}});
+        request(
+            &base,
+            "POST",
+            "/mcp",
+            Some(&token),
+            &[("Mcp-Session-Id", &session_for_call)],
+            &body.to_string(),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "client-call-9", "reason": "user pressed stop"}});
+    let (status, _) = request(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some(&gw.token),
+        &[("Mcp-Session-Id", &session)],
+        &cancel.to_string(),
+    );
+    assert_eq!(status, 202);
+    let _ = slow.join();
+    let seen = post(
+        &gw,
+        &[],
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "py__cancelled"}}),
+    );
+    let ids: Vec<Value> =
+        serde_json::from_str(seen["result"]["content"][0]["text"].as_str().expect("text"))
+            .expect("ids");
+    assert_eq!(
+        ids.len(),
+        1,
+        "the backend got exactly one cancellation: {ids:?}"
+    );
+    assert!(
+        ids[0].is_number(),
+        "under the gateway's own request id, not the client's: {ids:?}"
+    );
 }

@@ -217,34 +217,52 @@ pub fn read_events(response: ureq::http::Response<ureq::Body>, mut each: impl Fn
     }
 }
 
-/// A stdio MCP server written in Python for tests that need exact timing: answers `initialize`
-/// (handshake era only), lists one tool `slow` that sends a progress notification, waits
-/// `delay_secs`, then returns "done". Also has `crash`, which makes the process exit.
+/// A stdio MCP server written in Python for tests that need exact timing and control. Handshake
+/// era only. Tools: `slow` (sends one progress notification if asked, waits `delay_secs`, returns
+/// "done"), `crash` (the process exits), `grow` (adds a tool `extra` and sends
+/// `notifications/tools/list_changed`), `cancelled` (the request ids the client cancelled so far).
+/// Calls run on threads of their own so that notifications are read while a call runs.
 pub fn python_backend(dir: &Path, delay_secs: f64) -> PathBuf {
     let script = format!(
         r#"
-import json, sys, time
+import json, sys, threading, time
+lock = threading.Lock()
+tools = ["slow", "crash", "grow", "cancelled"]
+cancelled = []
 def send(m):
-    sys.stdout.write(json.dumps(m) + "\n"); sys.stdout.flush()
+    with lock:
+        sys.stdout.write(json.dumps(m) + "\n"); sys.stdout.flush()
+def result(mid, text):
+    send({{"jsonrpc": "2.0", "id": mid, "result": {{"content": [{{"type": "text", "text": text}}]}}}})
+def call(mid, params):
+    name = params["name"]
+    if name == "crash":
+        sys.stdout.flush(); import os; os._exit(3)
+    if name == "grow":
+        if "extra" not in tools:
+            tools.append("extra")
+        send({{"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}})
+        return result(mid, "grown")
+    if name == "cancelled":
+        return result(mid, json.dumps(cancelled))
+    token = params.get("_meta", {{}}).get("progressToken")
+    if token is not None:
+        send({{"jsonrpc": "2.0", "method": "notifications/progress", "params": {{"progressToken": token, "progress": 1, "total": 2}}}})
+    time.sleep({delay_secs})
+    result(mid, "done")
 for line in sys.stdin:
     msg = json.loads(line)
     mid, method = msg.get("id"), msg.get("method")
-    if mid is None:
+    if method == "notifications/cancelled":
+        cancelled.append(msg["params"]["requestId"])
+    if mid is None or method is None:
         continue
     if method == "initialize":
-        send({{"jsonrpc": "2.0", "id": mid, "result": {{"protocolVersion": "2025-06-18", "capabilities": {{"tools": {{}}}}, "serverInfo": {{"name": "pyslow", "version": "1"}}}}}})
+        send({{"jsonrpc": "2.0", "id": mid, "result": {{"protocolVersion": "2025-06-18", "capabilities": {{"tools": {{"listChanged": True}}}}, "serverInfo": {{"name": "pyslow", "version": "1"}}}}}})
     elif method == "tools/list":
-        send({{"jsonrpc": "2.0", "id": mid, "result": {{"tools": [
-            {{"name": "slow", "inputSchema": {{"type": "object"}}}},
-            {{"name": "crash", "inputSchema": {{"type": "object"}}}}]}}}})
-    elif method == "tools/call" and msg["params"]["name"] == "crash":
-        sys.exit(3)
+        send({{"jsonrpc": "2.0", "id": mid, "result": {{"tools": [{{"name": t, "inputSchema": {{"type": "object"}}}} for t in tools]}}}})
     elif method == "tools/call":
-        token = msg["params"].get("_meta", {{}}).get("progressToken")
-        if token is not None:
-            send({{"jsonrpc": "2.0", "method": "notifications/progress", "params": {{"progressToken": token, "progress": 1, "total": 2}}}})
-        time.sleep({delay_secs})
-        send({{"jsonrpc": "2.0", "id": mid, "result": {{"content": [{{"type": "text", "text": "done"}}]}}}})
+        threading.Thread(target=call, args=(mid, msg["params"]), daemon=True).start()
     else:
         send({{"jsonrpc": "2.0", "id": mid, "error": {{"code": -32601, "message": "no " + str(method)}}}})
 "#
