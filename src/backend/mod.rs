@@ -40,6 +40,8 @@ const MAX_LIST_PAGES: usize = 100;
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT_CAP: Duration = Duration::from_secs(30);
+/// How long a call waits for one of the backend's call slots.
+const SLOT_WAIT: Duration = Duration::from_secs(2);
 /// A `subscriptions/listen` request is renewed after this long.
 const LISTEN_RENEW_AFTER: Duration = Duration::from_secs(3600);
 
@@ -437,6 +439,12 @@ impl Backend {
                 return;
             }
             let mut message = message;
+            let method = message.get("method").and_then(Value::as_str).unwrap_or("");
+            if method.ends_with("/list_changed") {
+                // Ours to act on (refresh the catalog), not the caller's.
+                self.nudge(SupervisorMsg::Refresh);
+                return;
+            }
             let is_progress =
                 message.get("method").and_then(Value::as_str) == Some("notifications/progress");
             if is_progress {
@@ -528,7 +536,9 @@ impl Backend {
     }
 
     fn acquire_slot(&self) -> Result<SlotGuard<'_>, CallError> {
-        let deadline = Instant::now() + self.config.timeout;
+        // Waiting holds a worker thread, so wait briefly: a backend that stays saturated must not
+        // take every worker of the gateway with it.
+        let deadline = Instant::now() + self.config.timeout.min(SLOT_WAIT);
         let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
         while *busy >= self.slots.max {
             let now = Instant::now();

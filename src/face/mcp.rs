@@ -247,6 +247,11 @@ impl McpFace {
         params: &Map<String, Value>,
     ) -> Result<Option<Era>, RpcError> {
         if let Some(id) = session {
+            if let Some(v) = request_header(request, VERSION_HEADER) {
+                if !HANDSHAKE_VERSIONS.contains(&v) {
+                    return Err(unsupported_version(v));
+                }
+            }
             return Ok(self
                 .touch_session(id)
                 .then(|| Era::Session { id: id.to_string() }));
