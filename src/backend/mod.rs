@@ -40,6 +40,10 @@ const MAX_LIST_PAGES: usize = 100;
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const CONNECT_TIMEOUT_CAP: Duration = Duration::from_secs(30);
+/// How long a call to a backend that is down waits for an immediate reconnection attempt.
+const RECONNECT_WAIT: Duration = Duration::from_millis(1500);
+/// Callers cannot make the supervisor retry more often than this.
+const RETRY_NOW_MIN_GAP: Duration = Duration::from_millis(500);
 /// How long a call waits for one of the backend's call slots.
 const SLOT_WAIT: Duration = Duration::from_secs(2);
 /// A `subscriptions/listen` request is renewed after this long.
@@ -154,6 +158,18 @@ impl fmt::Display for CallError {
 }
 
 impl CallError {
+    /// What went wrong, without the backend's name (for `/status`, which names it already).
+    pub fn reason(&self) -> String {
+        match self {
+            CallError::Rpc(e) => e.message.clone(),
+            CallError::Down { reason, .. } | CallError::Failed { reason, .. } => reason.clone(),
+            CallError::Timeout { after, .. } => {
+                format!("no answer within {} ms", after.as_millis())
+            }
+            CallError::Busy { .. } => "too many calls in flight".to_string(),
+        }
+    }
+
     /// The JSON-RPC error a client sees.
     pub fn to_rpc(&self) -> RpcError {
         match self {
@@ -196,6 +212,9 @@ enum SupervisorMsg {
     ServerRequest(Value),
     /// A call found the backend unreachable: reconnect.
     ConnectionFailed,
+    /// A call is waiting for a backend that is down: try to connect now rather than after the
+    /// backoff.
+    RetryNow,
     Stop,
 }
 
@@ -379,9 +398,11 @@ impl Backend {
         m.last_latency_ms = Some(started.elapsed().as_millis() as u64);
         match &result {
             Ok(_) | Err(CallError::Rpc(_)) => {}
+            // Not connected: the reason is already the last error; keep it unwrapped.
+            Err(CallError::Down { .. }) => m.failures += 1,
             Err(e) => {
                 m.failures += 1;
-                m.last_error = Some(e.to_string());
+                m.last_error = Some(e.reason());
             }
         }
         result
@@ -400,18 +421,21 @@ impl Backend {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let Some(conn) = conn else {
-            let reason = self
-                .status
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .last_error
-                .clone()
-                .unwrap_or_else(|| "not connected yet".to_string());
-            return Err(CallError::Down {
-                backend: self.config.name.clone(),
-                reason,
-            });
+        let conn = match conn {
+            Some(conn) => conn,
+            None => self.wait_for_reconnect().ok_or_else(|| {
+                let reason = self
+                    .status
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "not connected yet".to_string());
+                CallError::Down {
+                    backend: self.config.name.clone(),
+                    reason,
+                }
+            })?,
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut params = original.clone();
@@ -533,6 +557,34 @@ impl Backend {
                 .transport
                 .send(&jsonrpc::notification("notifications/cancelled", params));
         }
+    }
+
+    /// For a call to a backend that is down: asks the supervisor to try now and waits briefly
+    /// for the connection. `None` if it is still down.
+    fn wait_for_reconnect(&self) -> Option<Arc<Connection>> {
+        if !self.config.enabled || self.stopped.load(Ordering::SeqCst) {
+            return None;
+        }
+        let deadline = Instant::now() + RECONNECT_WAIT.min(self.config.timeout);
+        let mut polls = 0u32;
+        while Instant::now() < deadline {
+            // Asked again now and then: the supervisor ignores requests that come too soon
+            // after its last attempt.
+            if polls % 10 == 0 {
+                self.nudge(SupervisorMsg::RetryNow);
+            }
+            polls += 1;
+            std::thread::sleep(Duration::from_millis(25));
+            let conn = self
+                .connection
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if conn.is_some() {
+                return conn;
+            }
+        }
+        None
     }
 
     fn acquire_slot(&self) -> Result<SlotGuard<'_>, CallError> {
@@ -703,11 +755,18 @@ impl Backend {
                         backoff.as_secs()
                     );
                     self.set_down(reason);
-                    // Wait for the backoff, but stay responsive to a stop.
-                    let until = Instant::now() + backoff;
+                    // Wait for the backoff, but stay responsive to a stop, and try again at once
+                    // when a caller wants the backend (it may just have been restarted).
+                    let attempted = Instant::now();
+                    let until = attempted + backoff;
                     while Instant::now() < until {
                         match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
                             Ok(SupervisorMsg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                            Ok(SupervisorMsg::RetryNow)
+                                if attempted.elapsed() >= RETRY_NOW_MIN_GAP =>
+                            {
+                                break
+                            }
                             _ => {}
                         }
                     }
@@ -751,6 +810,7 @@ impl Backend {
                     }
                 }
                 Ok(SupervisorMsg::ConnectionFailed) => return,
+                Ok(SupervisorMsg::RetryNow) => {}
                 Err(RecvTimeoutError::Timeout) => {}
             }
             if Instant::now() >= next_refresh {
