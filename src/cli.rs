@@ -172,7 +172,7 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
             }
         },
         Command::TokenCreate { name, config } => {
-            with_config(config, |c| match tokens::create(&c.state_dir, &name) {
+            with_state_config(config, |c| match tokens::create(&c.state_dir, &name) {
                 Ok(token) => {
                     println!("Created token \"{name}\" (state in {}). It is shown only this once; store it now:", c.state_dir.display());
                     println!("{token}");
@@ -182,7 +182,7 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
             })
         }
         Command::TokenRevoke { name, config } => {
-            with_config(config, |c| match tokens::revoke(&c.state_dir, &name) {
+            with_state_config(config, |c| match tokens::revoke(&c.state_dir, &name) {
                 Ok(()) => {
                     println!("Revoked token \"{name}\".");
                     0
@@ -191,7 +191,7 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
             })
         }
         Command::TokenList { config } => {
-            with_config(config, |c| match tokens::list(&c.state_dir) {
+            with_state_config(config, |c| match tokens::list(&c.state_dir) {
                 Ok(list) if list.is_empty() => {
                     println!("No tokens. Create one with: mcp-gateway token create NAME");
                     0
@@ -221,8 +221,21 @@ fn fail(e: impl std::fmt::Display) -> i32 {
 }
 
 fn with_config(path: Option<PathBuf>, run: impl FnOnce(Config) -> i32) -> i32 {
+    load_then(path, Config::load, run)
+}
+
+/// For the token commands: the backends' `${SECRET}`s need not be set.
+fn with_state_config(path: Option<PathBuf>, run: impl FnOnce(Config) -> i32) -> i32 {
+    load_then(path, Config::load_for_state, run)
+}
+
+fn load_then(
+    path: Option<PathBuf>,
+    load: fn(&std::path::Path) -> Result<Config, ConfigError>,
+    run: impl FnOnce(Config) -> i32,
+) -> i32 {
     let config = match path {
-        Some(p) => match Config::load(&p) {
+        Some(p) => match load(&p) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -219,6 +219,24 @@ impl Config {
         Ok(config)
     }
 
+    /// Reads the file for commands that only need the gateway's own settings (the state folder):
+    /// `${NAME}` references to unset variables read as empty instead of being errors, so that
+    /// `token create` works without the backends' secrets in the environment.
+    pub fn load_for_state(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut config = Config::parse(&text, &base, &|name| {
+            Some(std::env::var(name).unwrap_or_default())
+        })
+        .map_err(|e| match e {
+            ConfigError::Syntax(_, err) => ConfigError::Syntax(path.to_path_buf(), err),
+            other => other,
+        })?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
     /// Parses config text. Relative paths are resolved against `base`; `env` looks up variables.
     pub fn parse(
         text: &str,

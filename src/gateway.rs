@@ -44,6 +44,12 @@ pub struct Gateway {
 impl Gateway {
     /// Builds the gateway and starts its backends (in the background: this returns at once).
     pub fn start(config: Config, tokens: TokenStore) -> Arc<Gateway> {
+        // A backend may hold at most all workers but one, so a stuck backend cannot take every
+        // worker (and with them /health and the other backends) down with it.
+        let max_calls = config
+            .limits
+            .max_calls_per_backend
+            .min(config.workers.saturating_sub(1).max(1));
         let gateway = Arc::new_cyclic(|weak: &Weak<Gateway>| {
             let backends = config
                 .servers
@@ -52,7 +58,7 @@ impl Gateway {
                     let weak = weak.clone();
                     Backend::new(
                         server.clone(),
-                        config.limits.max_calls_per_backend,
+                        max_calls,
                         config.limits.refresh_interval,
                         Box::new(move || {
                             if let Some(gateway) = weak.upgrade() {

@@ -641,3 +641,37 @@ fn a_cancelled_call_is_cancelled_at_the_backend_under_its_own_id() {
         "under the gateway's own request id, not the client's: {ids:?}"
     );
 }
+
+#[test]
+fn token_commands_do_not_need_the_backends_secrets_but_serve_and_check_config_do() {
+    let dir = temp_dir("secrets");
+    let config = dir.join("c.json");
+    let text = json!({"state_dir": "st", "mcpServers": {"ha": {"url": "http://127.0.0.1:9/api/mcp", "headers": {"Authorization": "Bearer ${MCPGW_TEST_UNSET_SECRET}"}}}});
+    std::fs::write(&config, text.to_string()).expect("write");
+    let path = config.to_str().expect("utf8");
+    let created = cli(&["token", "create", "phone", "--config", path]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    assert!(
+        dir.join("st/tokens.json").is_file(),
+        "state_dir is relative to the config file"
+    );
+    let checked = cli(&["check-config", "--config", path]);
+    assert_eq!(checked.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&checked.stderr);
+    assert!(
+        said.contains("$.mcpServers.ha.headers.Authorization")
+            && said.contains("MCPGW_TEST_UNSET_SECRET"),
+        "{said}"
+    );
+    let served = cli(&["serve", "--config", path]);
+    assert_eq!(
+        served.status.code(),
+        Some(1),
+        "serve refuses a config with an unset secret"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
