@@ -254,21 +254,7 @@ fn lists_are_paged_with_cursors() {
 #[test]
 fn sessions_origins_and_methods() {
     let gw = Gateway::start("sessions", json!({}));
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-    let response = open(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
-        &[],
-        &init.to_string(),
-    );
-    let session = response
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("session id")
-        .to_string();
+    let session = gw.initialize("2025-06-18");
     let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}).to_string();
     let (status, _) = request(
         &gw.base,
@@ -478,21 +464,7 @@ fn list_changes_of_a_backend_reach_open_streams_of_both_eras() {
     );
     gw.wait_backends("up", Duration::from_secs(20));
     // A handshake-era session with its GET stream...
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-    let response = open(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
-        &[],
-        &init.to_string(),
-    );
-    let session = response
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("session")
-        .to_string();
+    let session = gw.initialize("2025-11-25");
     let get_stream = open(
         &gw.base,
         "GET",
@@ -582,21 +554,7 @@ fn list_changes_of_a_backend_reach_open_streams_of_both_eras() {
 fn a_cancelled_call_is_cancelled_at_the_backend_under_its_own_id() {
     let gw = Gateway::start("cancel", slow_backend_config("cancel", 2.0, json!({})));
     gw.wait_backends("up", Duration::from_secs(20));
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-    let response = open(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
-        &[],
-        &init.to_string(),
-    );
-    let session = response
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("session")
-        .to_string();
+    let session = gw.initialize("2025-11-25");
     let base = gw.base.clone();
     let token = gw.token.clone();
     let session_for_call = session.clone();

@@ -28,21 +28,9 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Gateway]:
     workdir = tmp_path_factory.mktemp("gateway")
-    backends: list[support.Backend] = []
-    gw: support.Gateway | None = None
-    try:
-        backends.append(support.start_weather(workdir))
-        backends.append(support.start_notes(workdir))
-        backends.append(support.everything_stdio())
-        gw = support.Gateway(workdir, backends)
-        gw.start()
+    starters = [lambda: support.start_weather(workdir), lambda: support.start_notes(workdir), support.everything_stdio]
+    with support.running_gateway(workdir, starters) as gw:
         yield gw
-    finally:
-        if gw is not None:
-            gw.close()
-        else:
-            for b in backends:
-                b.close()
 
 
 @pytest.hookimpl(wrapper=True)

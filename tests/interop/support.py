@@ -15,8 +15,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -364,6 +364,28 @@ async def mcp_client(url: str, token: str, mode: str = "auto", **kwargs: Any) ->
     async with create_mcp_http_client(headers={"Authorization": f"Bearer {token}"}) as http:
         async with Client(streamable_http_client(url, http_client=http), mode=mode, **kwargs) as client:
             yield client
+
+
+@contextmanager
+def running_gateway(
+    workdir: Path, starters: list[Callable[[], Backend]], limits: dict[str, Any] | None = None
+) -> Iterator[Gateway]:
+    """Starts the backends (each starter returns one), then a gateway in front of them; stops
+    them all afterwards, even when starting one of them failed."""
+    backends: list[Backend] = []
+    gw: Gateway | None = None
+    try:
+        for start in starters:
+            backends.append(start())
+        gw = Gateway(workdir, backends, limits=limits)
+        gw.start()
+        yield gw
+    finally:
+        if gw is not None:
+            gw.close()  # closes its backends too
+        else:
+            for b in backends:
+                b.close()
 
 
 def jsonrpc_messages(response: httpx2.Response) -> list[dict[str, Any]]:

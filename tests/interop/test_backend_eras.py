@@ -24,22 +24,15 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture(scope="module")
 def eras_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Gateway]:
     workdir = tmp_path_factory.mktemp("eras")
-    backends: list[support.Backend] = []
-    gw: support.Gateway | None = None
-    try:
-        backends.append(support.start_weather(workdir, name="oldweather", handshake_only=True))
+
+    def guessed() -> support.Backend:
         notes = support.start_notes(workdir, name="guessed")
         notes.config = {"url": notes.url}  # no "type": let the gateway find out
-        backends.append(notes)
-        gw = support.Gateway(workdir, backends)
-        gw.start()
+        return notes
+
+    starters = [lambda: support.start_weather(workdir, name="oldweather", handshake_only=True), guessed]
+    with support.running_gateway(workdir, starters) as gw:
         yield gw
-    finally:
-        if gw is not None:
-            gw.close()
-        else:
-            for b in backends:
-                b.close()
 
 
 def backend_status(gw: support.Gateway, name: str) -> dict:

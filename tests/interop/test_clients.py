@@ -150,20 +150,8 @@ async def test_a_client_with_a_wrong_token_cannot_connect(gateway, mode):
 @pytest.fixture
 def doomed_gateway(tmp_path) -> Iterator[support.Gateway]:
     """A gateway of its own (weather + notes), since this story kills the notes backend."""
-    backends: list[support.Backend] = []
-    gw: support.Gateway | None = None
-    try:
-        backends.append(support.start_weather(tmp_path))
-        backends.append(support.start_notes(tmp_path))
-        gw = support.Gateway(tmp_path, backends)
-        gw.start()
+    with support.running_gateway(tmp_path, [lambda: support.start_weather(tmp_path), lambda: support.start_notes(tmp_path)]) as gw:
         yield gw
-    finally:
-        if gw is not None:
-            gw.close()
-        else:
-            for b in backends:
-                b.close()
 
 
 @pytest.mark.parametrize("mode", ERAS)

@@ -21,19 +21,8 @@ MAX_BODY = 4096
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Gateway]:
     workdir = tmp_path_factory.mktemp("negative")
-    backends: list[support.Backend] = []
-    gateway: support.Gateway | None = None
-    try:
-        backends.append(support.start_weather(workdir))
-        gateway = support.Gateway(workdir, backends, limits={"max_body_bytes": MAX_BODY})
-        gateway.start()
+    with support.running_gateway(workdir, [lambda: support.start_weather(workdir)], limits={"max_body_bytes": MAX_BODY}) as gateway:
         yield gateway
-    finally:
-        if gateway is not None:
-            gateway.close()
-        else:
-            for b in backends:
-                b.close()
 
 
 def post(gw: support.Gateway, body: dict | bytes, headers: dict[str, str]) -> httpx2.Response:

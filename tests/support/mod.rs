@@ -120,6 +120,27 @@ impl Gateway {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
 
+    /// Starts a handshake-era session with `initialize` at `version`; returns its id.
+    pub fn initialize(&self, version: &str) -> String {
+        let init = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}}});
+        let response = open(
+            &self.base,
+            "POST",
+            "/mcp",
+            Some(&self.token),
+            &[],
+            &init.to_string(),
+        );
+        assert_eq!(response.status().as_u16(), 200);
+        let session = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok());
+        session
+            .expect("initialize answers with an Mcp-Session-Id")
+            .to_string()
+    }
+
     /// GET /status with the token.
     pub fn status(&self) -> Value {
         let (status, body) = request(&self.base, "GET", "/status", Some(&self.token), &[], "");
