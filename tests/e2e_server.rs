@@ -29,11 +29,7 @@ fn progress_reaches_the_client_before_the_call_ends() {
     gw.wait_backends("up", Duration::from_secs(20));
     let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "py__slow", "arguments": {}, "_meta": {"progressToken": "mine-1"}}});
     let started = Instant::now();
-    let response = open(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
+    let response = gw.open_post(
         &[("Accept", "application/json, text/event-stream")],
         &body.to_string(),
     );
@@ -75,11 +71,7 @@ fn a_call_without_progress_is_plain_json() {
     gw.wait_backends("up", Duration::from_secs(20));
     let body =
         json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "py__slow"}});
-    let response = open(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
+    let response = gw.open_post(
         &[("Accept", "application/json, text/event-stream")],
         &body.to_string(),
     );
@@ -107,14 +99,7 @@ fn a_stdio_backend_that_crashes_is_reported_and_restarted() {
     let crash =
         json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "py__crash"}});
     let started = Instant::now();
-    let (status, text) = request(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
-        &[],
-        &crash.to_string(),
-    );
+    let (status, text) = gw.post(&[], &crash.to_string());
     assert_eq!(status, 200);
     let value: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(value["error"]["code"], -32603, "{value}");
@@ -135,14 +120,7 @@ fn a_stdio_backend_that_crashes_is_reported_and_restarted() {
         json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "py__slow"}});
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (_, text) = request(
-            &gw.base,
-            "POST",
-            "/mcp",
-            Some(&gw.token),
-            &[],
-            &call.to_string(),
-        );
+        let (_, text) = gw.post(&[], &call.to_string());
         if text.contains("\"done\"") {
             break;
         }
@@ -208,14 +186,7 @@ fn lists_are_paged_with_cursors() {
             params["cursor"] = json!(c);
         }
         let body = json!({"jsonrpc": "2.0", "id": page, "method": "tools/list", "params": params});
-        let (_, text) = request(
-            &gw.base,
-            "POST",
-            "/mcp",
-            Some(&gw.token),
-            &[],
-            &body.to_string(),
-        );
+        let (_, text) = gw.post(&[], &body.to_string());
         let value: Value = serde_json::from_str(&text).expect("json");
         let tools = value["result"]["tools"].as_array().expect("tools").clone();
         assert!(tools.len() <= 2);
@@ -240,14 +211,7 @@ fn lists_are_paged_with_cursors() {
         ]
     );
     let bad = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list", "params": {"cursor": "nonsense"}});
-    let (_, text) = request(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
-        &[],
-        &bad.to_string(),
-    );
+    let (_, text) = gw.post(&[], &bad.to_string());
     assert!(text.contains("-32602") && text.contains("cursor"), "{text}");
 }
 
@@ -256,51 +220,16 @@ fn sessions_origins_and_methods() {
     let gw = Gateway::start("sessions", json!({}));
     let session = gw.initialize("2025-06-18");
     let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}).to_string();
-    let (status, _) = request(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
-        &[("Mcp-Session-Id", &session)],
-        &ping,
-    );
+    let (status, _) = gw.post(&[("Mcp-Session-Id", &session)], &ping);
     assert_eq!(status, 200);
-    let (status, _) = request(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
-        &[("Mcp-Session-Id", "not-a-session")],
-        &ping,
-    );
+    let (status, _) = gw.post(&[("Mcp-Session-Id", "not-a-session")], &ping);
     assert_eq!(status, 404, "unknown session");
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
-    let (status, _) = request(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
-        &[("Mcp-Session-Id", &session)],
-        &note,
-    );
+    let (status, _) = gw.post(&[("Mcp-Session-Id", &session)], &note);
     assert_eq!(status, 202);
-    let (status, text) = request(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
-        &[("Origin", "https://evil.example")],
-        &ping,
-    );
+    let (status, text) = gw.post(&[("Origin", "https://evil.example")], &ping);
     assert_eq!(status, 403, "{text}");
-    let (status, _) = request(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
-        &[("Origin", "http://localhost:3000")],
-        &ping,
-    );
+    let (status, _) = gw.post(&[("Origin", "http://localhost:3000")], &ping);
     assert_eq!(status, 200);
     let (status, _) = request(
         &gw.base,
@@ -311,14 +240,7 @@ fn sessions_origins_and_methods() {
         "",
     );
     assert_eq!(status, 200);
-    let (status, _) = request(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
-        &[("Mcp-Session-Id", &session)],
-        &ping,
-    );
+    let (status, _) = gw.post(&[("Mcp-Session-Id", &session)], &ping);
     assert_eq!(status, 404, "the session is gone after DELETE");
     let response = open(
         &gw.base,
@@ -341,7 +263,7 @@ fn sessions_origins_and_methods() {
         Some("POST")
     );
     let batch = json!([{"jsonrpc": "2.0", "id": 1, "method": "ping"}]).to_string();
-    let (status, text) = request(&gw.base, "POST", "/mcp", Some(&gw.token), &[], &batch);
+    let (status, text) = gw.post(&[], &batch);
     assert_eq!(status, 400);
     assert!(text.contains("-32600") && text.contains("batch"), "{text}");
 }
@@ -356,7 +278,7 @@ fn modern_requests_are_checked_against_their_headers() {
         ("Mcp-Method", "tools/call"),
         ("Mcp-Name", "gateway__status"),
     ];
-    let (status, text) = request(&gw.base, "POST", "/mcp", Some(&gw.token), &good, &call);
+    let (status, text) = gw.post(&good, &call);
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("\"resultType\":\"complete\""), "{text}");
     let wrong_name = [
@@ -364,14 +286,7 @@ fn modern_requests_are_checked_against_their_headers() {
         ("Mcp-Method", "tools/call"),
         ("Mcp-Name", "other"),
     ];
-    let (status, text) = request(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
-        &wrong_name,
-        &call,
-    );
+    let (status, text) = gw.post(&wrong_name, &call);
     assert_eq!(status, 400);
     assert!(text.contains("-32020"), "{text}");
     let wrong_method = [
@@ -379,21 +294,14 @@ fn modern_requests_are_checked_against_their_headers() {
         ("Mcp-Method", "tools/list"),
         ("Mcp-Name", "gateway__status"),
     ];
-    let (status, text) = request(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
-        &wrong_method,
-        &call,
-    );
+    let (status, text) = gw.post(&wrong_method, &call);
     assert_eq!((status, text.contains("-32020")), (400, true), "{text}");
     let future = [
         ("MCP-Protocol-Version", "2099-01-01"),
         ("Mcp-Method", "tools/list"),
     ];
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2099-01-01", "io.modelcontextprotocol/clientCapabilities": {}}}}).to_string();
-    let (status, text) = request(&gw.base, "POST", "/mcp", Some(&gw.token), &future, &list);
+    let (status, text) = gw.post(&future, &list);
     assert_eq!(status, 400);
     let value: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(value["error"]["code"], -32022);
@@ -480,11 +388,7 @@ fn list_changes_of_a_backend_reach_open_streams_of_both_eras() {
     // ...and a 2026-07-28 subscriptions/listen stream.
     let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}});
     let listen = json!({"jsonrpc": "2.0", "id": "listen-1", "method": "subscriptions/listen", "params": {"notifications": {"toolsListChanged": true}, "_meta": meta}});
-    let listen_stream = open(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
+    let listen_stream = gw.open_post(
         &[
             ("Accept", "application/json, text/event-stream"),
             ("MCP-Protocol-Version", "2026-07-28"),
@@ -571,14 +475,7 @@ fn a_cancelled_call_is_cancelled_at_the_backend_under_its_own_id() {
     });
     std::thread::sleep(Duration::from_millis(500));
     let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "client-call-9", "reason": "user pressed stop"}});
-    let (status, _) = request(
-        &gw.base,
-        "POST",
-        "/mcp",
-        Some(&gw.token),
-        &[("Mcp-Session-Id", &session)],
-        &cancel.to_string(),
-    );
+    let (status, _) = gw.post(&[("Mcp-Session-Id", &session)], &cancel.to_string());
     assert_eq!(status, 202);
     let _ = slow.join();
     let seen = post(

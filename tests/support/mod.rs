@@ -141,6 +141,20 @@ impl Gateway {
             .to_string()
     }
 
+    /// POST /mcp with the token; returns status and body.
+    pub fn post(&self, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+        request(&self.base, "POST", "/mcp", Some(&self.token), headers, body)
+    }
+
+    /// POST /mcp with the token; returns the response for streaming reads.
+    pub fn open_post(
+        &self,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> ureq::http::Response<ureq::Body> {
+        open(&self.base, "POST", "/mcp", Some(&self.token), headers, body)
+    }
+
     /// GET /status with the token.
     pub fn status(&self) -> Value {
         let (status, body) = request(&self.base, "GET", "/status", Some(&self.token), &[], "");
