@@ -530,3 +530,72 @@ fn token_commands_do_not_need_the_backends_secrets_but_serve_and_check_config_do
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_hanging_call_times_out_and_is_cancelled_at_the_backend() {
+    let mut config = slow_backend_config("hang", 3.0, json!({}));
+    config["mcpServers"]["py"]["timeout_ms"] = json!(1000);
+    let gw = Gateway::start("hang", config);
+    gw.wait_backends("up", Duration::from_secs(20));
+    let started = Instant::now();
+    let answer = post(
+        &gw,
+        &[],
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "py__slow"}}),
+    );
+    let waited = started.elapsed();
+    assert_eq!(answer["error"]["code"], -32603, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("'py'") && message.contains("1000 ms"),
+        "{message}"
+    );
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_millis(2500),
+        "{waited:?}"
+    );
+    let seen = post(
+        &gw,
+        &[],
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "py__cancelled"}}),
+    );
+    let ids: Vec<Value> =
+        serde_json::from_str(seen["result"]["content"][0]["text"].as_str().expect("text"))
+            .expect("ids");
+    assert_eq!(
+        ids.len(),
+        1,
+        "the gateway told the backend it gave up: {ids:?}"
+    );
+}
+
+#[test]
+fn a_backend_that_accepts_but_never_answers_does_not_block_start_up() {
+    // Accepts connections and reads, but never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().take(50).flatten() {
+            held.push(conn);
+        }
+    });
+    let config = json!({"mcpServers": {"mute": {"type": "streamable-http", "url": format!("http://127.0.0.1:{port}/mcp"), "timeout_ms": 500}}});
+    let started = Instant::now();
+    let gw = Gateway::start("mute", config);
+    let (status, _) = request(&gw.base, "GET", "/health", None, &[], "");
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "start-up did not wait for the backend"
+    );
+    let own = post(
+        &gw,
+        &[],
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "gateway__status"}}),
+    );
+    assert_eq!(own["result"]["isError"], false, "{own}");
+    let status = gw.wait_backends("down", Duration::from_secs(10));
+    let error = status["backends"][0]["last_error"].as_str().unwrap_or("");
+    assert!(error.contains("500 ms"), "the status says why: {error}");
+}
