@@ -91,8 +91,8 @@ fn set_socket_timeouts(listener: &TcpListener, timeout: Duration) {
     {
         use std::os::fd::AsRawFd;
         let tv = libc::timeval {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+            tv_sec: timeout.as_secs() as _,
+            tv_usec: timeout.subsec_micros() as _,
         };
         for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
             // SAFETY: a valid socket fd and a correctly sized timeval that outlives the call.
