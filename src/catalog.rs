@@ -15,6 +15,19 @@ use std::collections::HashMap;
 pub const SEPARATOR: &str = "__";
 const MAX_NAME: usize = 64;
 
+/// The four lists of the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    /// tools/list
+    Tools,
+    /// prompts/list
+    Prompts,
+    /// resources/list
+    Resources,
+    /// resources/templates/list
+    Templates,
+}
+
 /// Where a namespaced tool or prompt lives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Route {
@@ -52,6 +65,8 @@ pub struct Catalog {
     pub resources: Vec<Value>,
     /// Resource templates (unchanged).
     pub templates: Vec<Value>,
+    /// The backend of each entry of `tools`, `prompts`, `resources`, `templates` (`None`: ours).
+    owners: [Vec<Option<usize>>; 4],
     tool_routes: HashMap<String, Route>,
     prompt_routes: HashMap<String, Route>,
     resource_routes: HashMap<String, usize>,
@@ -70,6 +85,7 @@ impl Catalog {
                     .tool_routes
                     .insert(name.to_string(), Route::Builtin(name.to_string()));
                 catalog.tools.push(tool);
+                catalog.owners[0].push(None);
             }
         }
         for (index, source) in sources.iter().enumerate() {
@@ -98,6 +114,7 @@ impl Catalog {
                     },
                 );
                 catalog.tools.push(def);
+                catalog.owners[0].push(Some(index));
             }
             for prompt in &source.lists.prompts {
                 let Some(original) = prompt.get("name").and_then(Value::as_str) else {
@@ -121,6 +138,7 @@ impl Catalog {
                     },
                 );
                 catalog.prompts.push(def);
+                catalog.owners[1].push(Some(index));
             }
             for resource in &source.lists.resources {
                 let Some(uri) = resource.get("uri").and_then(Value::as_str) else {
@@ -135,6 +153,8 @@ impl Catalog {
                 }
                 catalog.resource_routes.insert(uri.to_string(), index);
                 catalog.resources.push(resource.clone());
+                catalog.owners[2].push(Some(index));
+                catalog.owners[2].push(Some(index));
             }
             for template in &source.lists.templates {
                 let Some(pattern) = template.get("uriTemplate").and_then(Value::as_str) else {
@@ -143,6 +163,8 @@ impl Catalog {
                 let literal = pattern.split('{').next().unwrap_or(pattern).to_string();
                 catalog.template_routes.push((literal, index));
                 catalog.templates.push(template.clone());
+                catalog.owners[3].push(Some(index));
+                catalog.owners[3].push(Some(index));
             }
         }
         // Longest literal first, so the most specific template wins.
@@ -150,6 +172,22 @@ impl Catalog {
             .template_routes
             .sort_by_key(|r| std::cmp::Reverse(r.0.len()));
         catalog
+    }
+
+    /// The entries of one list whose backend passes `allowed` (the gateway's own always do).
+    pub fn visible(&self, kind: ListKind, allowed: &dyn Fn(usize) -> bool) -> Vec<Value> {
+        let (items, owners) = match kind {
+            ListKind::Tools => (&self.tools, &self.owners[0]),
+            ListKind::Prompts => (&self.prompts, &self.owners[1]),
+            ListKind::Resources => (&self.resources, &self.owners[2]),
+            ListKind::Templates => (&self.templates, &self.owners[3]),
+        };
+        items
+            .iter()
+            .zip(owners)
+            .filter(|(_, owner)| owner.map(allowed).unwrap_or(true))
+            .map(|(item, _)| item.clone())
+            .collect()
     }
 
     /// Route of a namespaced tool.
@@ -387,6 +425,19 @@ mod tests {
             "definitions pass through"
         );
         assert_eq!(catalog.resource_owner("file:///a"), Some(0));
+        let only_second = catalog.visible(ListKind::Tools, &|b| b == 1);
+        let names: Vec<&str> = only_second
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["gateway__status", "nas2__list_pools"],
+            "our own tools stay visible"
+        );
+        assert!(catalog.visible(ListKind::Resources, &|b| b == 1).is_empty());
+        assert_eq!(catalog.visible(ListKind::Templates, &|b| b == 0).len(), 1);
+        assert_eq!(catalog.visible(ListKind::Prompts, &|_| true).len(), 1);
         assert_eq!(catalog.clashes.len(), 1);
         assert_eq!(catalog.resource_owner("weather://paris"), Some(0));
         assert_eq!(catalog.resource_owner("nope://x"), None);

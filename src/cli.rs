@@ -2,6 +2,7 @@
 
 use crate::config::{Config, ConfigError};
 use crate::gateway::Gateway;
+use crate::oauth::OAuthServer;
 use crate::server::HttpServer;
 use crate::tokens::{self, TokenStore};
 use std::path::PathBuf;
@@ -18,6 +19,10 @@ USAGE:
     mcp-gateway token list [--config PATH]
     mcp-gateway token revoke NAME [--config PATH]
     mcp-gateway check-config --config PATH
+    mcp-gateway oauth set-password [--config PATH]     (reads the password from stdin)
+    mcp-gateway oauth client add NAME --redirect-uri URL [--confidential] [--config PATH]
+    mcp-gateway oauth list [--config PATH]
+    mcp-gateway oauth revoke ID [--config PATH]
     mcp-gateway --help | --version
 
 OPTIONS:
@@ -64,6 +69,34 @@ pub enum Command {
         /// Config file.
         config: Option<PathBuf>,
     },
+    /// Set the OAuth owner password (read from stdin).
+    OAuthSetPassword {
+        /// Config file.
+        config: Option<PathBuf>,
+    },
+    /// Pre-register an OAuth client.
+    OAuthClientAdd {
+        /// Client name.
+        name: String,
+        /// Its redirect URIs.
+        redirect_uris: Vec<String>,
+        /// Give it a secret.
+        confidential: bool,
+        /// Config file.
+        config: Option<PathBuf>,
+    },
+    /// List OAuth clients and grants.
+    OAuthList {
+        /// Config file.
+        config: Option<PathBuf>,
+    },
+    /// End an OAuth grant or client.
+    OAuthRevoke {
+        /// Grant or client id.
+        id: String,
+        /// Config file.
+        config: Option<PathBuf>,
+    },
     /// Print usage.
     Help,
     /// Print the version.
@@ -75,6 +108,8 @@ pub fn parse(args: &[String], env_config: Option<String>) -> Result<Command, Str
     let mut positional = Vec::new();
     let mut config = None;
     let mut listen = None;
+    let mut redirect_uris = Vec::new();
+    let mut confidential = false;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -98,6 +133,12 @@ pub fn parse(args: &[String], env_config: Option<String>) -> Result<Command, Str
                         .ok_or("--listen needs an address such as 127.0.0.1:8080")?,
                 )
             }
+            "--redirect-uri" => redirect_uris.push(
+                inline
+                    .or_else(|| iter.next().cloned())
+                    .ok_or("--redirect-uri needs a URL")?,
+            ),
+            "--confidential" => confidential = true,
             f if f.starts_with('-') => return Err(format!("unknown option {f}")),
             _ => positional.push(arg.as_str()),
         }
@@ -126,6 +167,16 @@ pub fn parse(args: &[String], env_config: Option<String>) -> Result<Command, Str
         ["token", "list"] => reject_listen("token").map(|_| Command::TokenList { config }),
         ["token", ..] => Err("use: token create NAME | token list | token revoke NAME".to_string()),
         ["check-config"] => reject_listen("check-config").map(|_| Command::CheckConfig { config }),
+        ["oauth", "set-password"] => Ok(Command::OAuthSetPassword { config }),
+        ["oauth", "list"] => Ok(Command::OAuthList { config }),
+        ["oauth", "revoke", id] => Ok(Command::OAuthRevoke { id: id.to_string(), config }),
+        ["oauth", "client", "add", name] if !redirect_uris.is_empty() => Ok(Command::OAuthClientAdd {
+            name: name.to_string(),
+            redirect_uris,
+            confidential,
+            config,
+        }),
+        ["oauth", ..] => Err("use: oauth set-password | oauth client add NAME --redirect-uri URL [--confidential] | oauth list | oauth revoke ID".to_string()),
         [other, ..] => Err(format!("unknown command \"{other}\"")),
     }
 }
@@ -211,6 +262,97 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
                 Err(e) => fail(e),
             })
         }
+        Command::OAuthSetPassword { config } => with_oauth(config, |oauth| {
+            let mut line = String::new();
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprint!("New owner password (input is shown): ");
+            }
+            if let Err(e) = std::io::stdin().read_line(&mut line) {
+                return fail(format!("cannot read the password from stdin: {e}"));
+            }
+            match oauth.set_password(line.trim_end_matches(['\r', '\n'])) {
+                Ok(()) => {
+                    println!("The owner password is set; the consent page asks for it.");
+                    0
+                }
+                Err(e) => fail(e.description),
+            }
+        }),
+        Command::OAuthClientAdd {
+            name,
+            redirect_uris,
+            confidential,
+            config,
+        } => with_oauth(config, |oauth| {
+            let method = if confidential {
+                "client_secret_post"
+            } else {
+                "none"
+            };
+            match oauth.register(&name, redirect_uris, method, "cli") {
+                Ok((client, secret)) => {
+                    println!("Registered OAuth client \"{}\".", client.name);
+                    if let Some(secret) = secret {
+                        println!("client_id: {}", client.client_id);
+                        println!("Its client secret is shown only this once:");
+                        println!("{secret}");
+                    } else {
+                        println!("{}", client.client_id);
+                    }
+                    0
+                }
+                Err(e) => fail(e.description),
+            }
+        }),
+        Command::OAuthList { config } => with_oauth(config, |oauth| match oauth.list() {
+            Ok((clients, grants)) => {
+                println!("CLIENTS");
+                for c in &clients {
+                    println!(
+                        "  {}  {}  ({}, {}, registered {})",
+                        c.client_id,
+                        c.name,
+                        c.auth_method,
+                        c.source,
+                        format_time(c.created)
+                    );
+                    for uri in &c.redirect_uris {
+                        println!("      redirect {uri}");
+                    }
+                }
+                println!("GRANTS");
+                for g in &grants {
+                    let servers = g
+                        .servers
+                        .as_ref()
+                        .map(|s| s.join(","))
+                        .unwrap_or_else(|| "all servers".into());
+                    println!(
+                        "  {}  client {}  {}  since {}  access until {}  refresh until {}",
+                        g.id,
+                        g.client_id,
+                        servers,
+                        format_time(g.created),
+                        format_time(g.access_expires),
+                        format_time(g.refresh_expires)
+                    );
+                }
+                0
+            }
+            Err(e) => fail(e.description),
+        }),
+        Command::OAuthRevoke { id, config } => {
+            with_oauth(config, |oauth| match oauth.revoke_grant(&id) {
+                Ok(true) => {
+                    println!("Revoked {id}.");
+                    0
+                }
+                Ok(false) => fail(format!(
+                    "no client or grant {id} (hint: `mcp-gateway oauth list` shows the ids)"
+                )),
+                Err(e) => fail(e.description),
+            })
+        }
         Command::Serve { config, listen } => with_config(config, |c| serve(c, listen)),
     }
 }
@@ -222,6 +364,16 @@ fn fail(e: impl std::fmt::Display) -> i32 {
 
 fn with_config(path: Option<PathBuf>, run: impl FnOnce(Config) -> i32) -> i32 {
     load_then(path, Config::load, run)
+}
+
+/// For the oauth commands: the OAuth state of the configured state folder.
+fn with_oauth(path: Option<PathBuf>, run: impl FnOnce(&OAuthServer) -> i32) -> i32 {
+    with_state_config(path, |c| {
+        match OAuthServer::open(&c.state_dir, c.oauth.clone()) {
+            Ok(oauth) => run(&oauth),
+            Err(e) => fail(e.description),
+        }
+    })
 }
 
 /// For the token commands: the backends' `${SECRET}`s need not be set.
@@ -315,7 +467,11 @@ fn serve(mut config: Config, listen: Option<String>) -> i32 {
     let listen = config.listen.clone();
     let no_backends = config.servers.is_empty();
     let source = config.source.clone();
-    let gateway = Gateway::start(config, tokens);
+    let oauth = match OAuthServer::open(&config.state_dir, config.oauth.clone()) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let gateway = Gateway::start(config, tokens, oauth);
     let server = match HttpServer::start(Arc::clone(&gateway), &listen) {
         Ok(s) => s,
         Err(e) => {

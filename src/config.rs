@@ -36,6 +36,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Backends, in config order (the order decides who keeps a name on a clash).
     pub servers: Vec<ServerConfig>,
+    /// The built-in OAuth authorization server's settings.
+    pub oauth: crate::oauth::OAuthSettings,
     /// Where the config came from, for messages.
     pub source: Option<PathBuf>,
 }
@@ -201,6 +203,7 @@ impl Config {
             limits: Limits::default(),
             allowed_origins: Vec::new(),
             servers: Vec::new(),
+            oauth: crate::oauth::OAuthSettings::default(),
             source: None,
         }
     }
@@ -377,7 +380,15 @@ struct Checker {
     problems: Vec<Problem>,
 }
 
+const OAUTH_KEYS: &[&str] = &[
+    "allow_registration",
+    "access_token_ttl_secs",
+    "refresh_token_ttl_secs",
+    "code_ttl_secs",
+    "trust_forwarded_headers",
+];
 const TOP_KEYS: &[&str] = &[
+    "oauth",
     "mcpServers",
     "listen",
     "public_url",
@@ -621,6 +632,15 @@ impl Checker {
                 "write {\"max_body_bytes\": 4194304}",
             ),
         }
+        match top.get("oauth") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(oauth)) => self.oauth(oauth, &mut config.oauth),
+            Some(other) => self.problem(
+                "$.oauth",
+                format!("expected an object, found {}", kind(other)),
+                "write {\"allow_registration\": true}",
+            ),
+        }
         match top.get("mcpServers") {
             None | Some(Value::Null) => {}
             Some(Value::Object(servers)) => {
@@ -660,6 +680,26 @@ impl Checker {
         }
         if let Some(v) = self.number(map, path, "refresh_interval_secs", 5, 86_400) {
             limits.refresh_interval = Duration::from_secs(v);
+        }
+    }
+
+    fn oauth(&mut self, map: &Map<String, Value>, oauth: &mut crate::oauth::OAuthSettings) {
+        let path = "$.oauth";
+        self.unknown_keys(map, path, OAUTH_KEYS);
+        if let Some(v) = self.boolean(map, path, "allow_registration") {
+            oauth.allow_registration = v;
+        }
+        if let Some(v) = self.boolean(map, path, "trust_forwarded_headers") {
+            oauth.trust_forwarded_headers = v;
+        }
+        if let Some(v) = self.number(map, path, "access_token_ttl_secs", 1, 86_400 * 30) {
+            oauth.access_token_ttl = Duration::from_secs(v);
+        }
+        if let Some(v) = self.number(map, path, "refresh_token_ttl_secs", 1, 86_400 * 400) {
+            oauth.refresh_token_ttl = Duration::from_secs(v);
+        }
+        if let Some(v) = self.number(map, path, "code_ttl_secs", 1, 600) {
+            oauth.code_ttl = Duration::from_secs(v);
         }
     }
 

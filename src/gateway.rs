@@ -6,10 +6,38 @@ use crate::builtin;
 use crate::catalog::{Catalog, Route, Source};
 use crate::config::Config;
 use crate::jsonrpc::{self, RpcError};
+use crate::oauth::OAuthServer;
 use crate::tokens::TokenStore;
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Instant;
+
+/// Who is calling: a static token's name or an OAuth grant, and which backends it may use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    /// For logs: the token's name, or `oauth:<client name>`.
+    pub name: String,
+    /// Backends it may use (`None`: all).
+    pub servers: Option<Vec<String>>,
+}
+
+impl Principal {
+    /// A principal that may use everything.
+    pub fn unrestricted(name: impl Into<String>) -> Principal {
+        Principal {
+            name: name.into(),
+            servers: None,
+        }
+    }
+
+    /// Whether it may use the backend named `server`.
+    pub fn may_use(&self, server: &str) -> bool {
+        self.servers
+            .as_ref()
+            .map(|s| s.iter().any(|x| x == server))
+            .unwrap_or(true)
+    }
+}
 
 /// Kinds of list a client may be told changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +61,8 @@ pub struct Gateway {
     pub backends: Vec<Arc<Backend>>,
     /// Bearer tokens.
     pub tokens: TokenStore,
+    /// The OAuth authorization server.
+    pub oauth: OAuthServer,
     /// When it started.
     pub started: Instant,
     catalog: RwLock<Arc<Catalog>>,
@@ -43,7 +73,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// Builds the gateway and starts its backends (in the background: this returns at once).
-    pub fn start(config: Config, tokens: TokenStore) -> Arc<Gateway> {
+    pub fn start(config: Config, tokens: TokenStore, oauth: OAuthServer) -> Arc<Gateway> {
         // A backend may hold at most all workers but one, so a stuck backend cannot take every
         // worker (and with them /health and the other backends) down with it.
         let max_calls = config
@@ -72,6 +102,7 @@ impl Gateway {
                 config: config.clone(),
                 backends,
                 tokens,
+                oauth,
                 started: Instant::now(),
                 catalog: RwLock::new(Arc::new(Catalog::default())),
                 rebuilding: Mutex::new(()),
@@ -146,16 +177,22 @@ impl Gateway {
         }
     }
 
-    /// Calls the namespaced tool `name` with `arguments`.
+    /// Calls the namespaced tool `name` with `arguments` for `principal`. A tool the principal
+    /// may not use is answered as unknown, so its existence is not revealed.
     pub fn call_tool(
         &self,
+        principal: &Principal,
         name: &str,
         arguments: Value,
         options: CallOptions,
         on_notification: &mut dyn FnMut(Value),
     ) -> Result<Value, RpcError> {
         let catalog = self.catalog();
-        match catalog.tool(name) {
+        let route = catalog.tool(name).filter(|route| match route {
+            Route::Builtin(_) => true,
+            Route::Backend { backend, .. } => self.allows(principal, *backend),
+        });
+        match route {
             None => Err(RpcError::new(
                 jsonrpc::INVALID_PARAMS,
                 format!("unknown tool \"{name}\" (tools/list shows the tools this gateway offers)"),
@@ -194,6 +231,14 @@ impl Gateway {
                 }
                 e.to_rpc()
             })
+    }
+
+    /// Whether `principal` may use backend `index`.
+    pub fn allows(&self, principal: &Principal, index: usize) -> bool {
+        self.backends
+            .get(index)
+            .map(|b| principal.may_use(b.name()))
+            .unwrap_or(false)
     }
 
     /// Cancels a call started with `cancel_key`, wherever it runs.

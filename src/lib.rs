@@ -10,6 +10,7 @@
 //! - [`catalog`]: the aggregated, namespaced view of all backends.
 //! - [`backend`]: one MCP client per configured server, over stdio, HTTP+SSE or Streamable HTTP.
 //! - [`tokens`] and [`store`]: bearer tokens, kept hashed in the state folder.
+//! - [`oauth`]: the built-in OAuth 2.1 authorization server (its HTTP side is `face::oauth`).
 //! - [`jsonrpc`], [`sse`], [`http_util`]: wire helpers.
 
 pub mod backend;
@@ -21,6 +22,7 @@ pub mod face;
 pub mod gateway;
 pub mod http_util;
 pub mod jsonrpc;
+pub mod oauth;
 pub mod server;
 pub mod sse;
 pub mod store;

@@ -2,7 +2,8 @@
 //! checks, body limits, socket timeouts, and panic isolation.
 
 use crate::face::mcp::McpFace;
-use crate::gateway::Gateway;
+use crate::face::oauth as oauth_face;
+use crate::gateway::{Gateway, Principal};
 use crate::http_util::{request_header, respond_json};
 use serde_json::json;
 use std::io::Read;
@@ -148,8 +149,8 @@ fn route(mut request: Request, gateway: &Gateway, mcp: &McpFace) {
             &[],
         );
     }
-    let known = matches!(path.as_str(), "/mcp" | "/status");
-    if !known {
+    let is_oauth = oauth_face::handles(&path);
+    if !is_oauth && !matches!(path.as_str(), "/mcp" | "/status") {
         return respond_json(
             request,
             404,
@@ -157,28 +158,18 @@ fn route(mut request: Request, gateway: &Gateway, mcp: &McpFace) {
             &[],
         );
     }
-    let Some(principal) = authenticate(&request, gateway) else {
-        let message = if request_header(&request, "Authorization").is_some() {
-            "the bearer token is not valid (it may have been revoked)"
-        } else {
-            "missing Authorization: Bearer <token> header"
-        };
-        let headers = vec![(
-            "WWW-Authenticate".to_string(),
-            "Bearer realm=\"mcp-gateway\"".to_string(),
-        )];
-        log::info!("refused {} {path}: {message}", request.method());
-        return respond_json(
-            request,
-            401,
-            &json!({"error": "unauthorized", "message": message}),
-            &headers,
-        );
-    };
     let limit = gateway.config.limits.max_body_bytes;
     if request.body_length().map(|n| n > limit).unwrap_or(false) {
         return too_large(request, limit);
     }
+    let principal = if is_oauth {
+        None
+    } else {
+        match authenticate(&request, gateway) {
+            Some(p) => Some(p),
+            None => return unauthorized(request, gateway, &path),
+        }
+    };
     let mut body = Vec::new();
     match request
         .as_reader()
@@ -197,9 +188,10 @@ fn route(mut request: Request, gateway: &Gateway, mcp: &McpFace) {
             );
         }
     }
-    match path.as_str() {
-        "/mcp" => mcp.handle(request, body, &principal),
-        _ if *request.method() == Method::Get => {
+    match (path.as_str(), principal) {
+        (_, None) => oauth_face::handle(gateway, request, &body),
+        ("/mcp", Some(principal)) => mcp.handle(request, body, &principal),
+        (_, Some(_)) if *request.method() == Method::Get => {
             respond_json(request, 200, &gateway.status_json(), &[])
         }
         _ => respond_json(
@@ -209,6 +201,28 @@ fn route(mut request: Request, gateway: &Gateway, mcp: &McpFace) {
             &[("Allow".to_string(), "GET".to_string())],
         ),
     }
+}
+
+/// 401 with the challenge that tells OAuth clients where to start (RFC 9728).
+fn unauthorized(request: Request, gateway: &Gateway, path: &str) {
+    let presented = request_header(&request, "Authorization").is_some();
+    let message = if presented {
+        "the bearer token is not valid (it may have expired or been revoked)"
+    } else {
+        "missing Authorization: Bearer <token> header"
+    };
+    let metadata = oauth_face::resource_metadata_url(&oauth_face::base_url(gateway, &request));
+    let mut challenge = format!("Bearer realm=\"mcp-gateway\", resource_metadata=\"{metadata}\"");
+    if presented {
+        challenge.push_str(", error=\"invalid_token\"");
+    }
+    log::info!("refused {} {path}: {message}", request.method());
+    respond_json(
+        request,
+        401,
+        &json!({"error": "unauthorized", "message": message}),
+        &[("WWW-Authenticate".to_string(), challenge)],
+    );
 }
 
 fn too_large(request: Request, limit: usize) {
@@ -222,12 +236,24 @@ fn too_large(request: Request, limit: usize) {
     );
 }
 
-/// The name of the token the request carries, if valid.
-fn authenticate(request: &Request, gateway: &Gateway) -> Option<String> {
+/// Who the request's bearer token speaks for: a static token, or an OAuth access token issued
+/// for this gateway's MCP endpoint.
+fn authenticate(request: &Request, gateway: &Gateway) -> Option<Principal> {
     let value = request_header(request, "Authorization")?;
     let (scheme, token) = value.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
-    gateway.tokens.verify(token.trim())
+    let token = token.trim();
+    if let Some(name) = gateway.tokens.verify(token) {
+        return Some(Principal::unrestricted(name));
+    }
+    let resource = oauth_face::resource_url(&oauth_face::base_url(gateway, request));
+    gateway
+        .oauth
+        .verify_access(token, &resource)
+        .map(|p| Principal {
+            name: format!("oauth:{}", p.client_name),
+            servers: p.servers,
+        })
 }

@@ -15,8 +15,8 @@ use crate::backend::{
     CallOptions, HANDSHAKE_VERSIONS, META_CLIENT_CAPABILITIES, META_CLIENT_INFO,
     META_PROTOCOL_VERSION, META_SERVER_INFO, MODERN_VERSION,
 };
-use crate::catalog::{self, Route};
-use crate::gateway::{Gateway, ListKind};
+use crate::catalog::{self, ListKind as CatalogList, Route};
+use crate::gateway::{Gateway, ListKind, Principal};
 use crate::http_util::{request_header, respond_empty, respond_json, Responder, SseStream};
 use crate::jsonrpc::{self, Message, RpcError};
 use serde_json::{json, Map, Value};
@@ -98,7 +98,7 @@ impl McpFace {
 
     /// Answers one request to `/mcp`. `body` has been read (within the size limit) and the caller
     /// authenticated as `principal`.
-    pub fn handle(&self, request: Request, body: Vec<u8>, principal: &str) {
+    pub fn handle(&self, request: Request, body: Vec<u8>, principal: &Principal) {
         if let Some(origin) = request_header(&request, "Origin") {
             if !self.gateway.config.origin_allowed(origin) {
                 log::warn!("refused a request from origin {origin}");
@@ -124,7 +124,7 @@ impl McpFace {
         }
     }
 
-    fn handle_post(&self, request: Request, body: &[u8], principal: &str) {
+    fn handle_post(&self, request: Request, body: &[u8], principal: &Principal) {
         let value: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(e) => {
@@ -174,8 +174,10 @@ impl McpFace {
                 }
                 if method == "notifications/cancelled" {
                     if let Some(request_id) = params.get("requestId") {
-                        let key =
-                            cancel_key(session_header.as_deref().unwrap_or(principal), request_id);
+                        let key = cancel_key(
+                            session_header.as_deref().unwrap_or(&principal.name),
+                            request_id,
+                        );
                         self.gateway
                             .cancel(&key, params.get("reason").and_then(Value::as_str));
                     }
@@ -208,10 +210,11 @@ impl McpFace {
                 let mut responder = Responder::new(request, can_stream, Vec::new());
                 let key_owner = match &era {
                     Era::Session { id } => id.clone(),
-                    _ => principal.to_string(),
+                    _ => principal.name.clone(),
                 };
                 let outcome = self.dispatch(
                     &era,
+                    principal,
                     &method,
                     params,
                     cancel_key(&key_owner, &id),
@@ -372,6 +375,7 @@ impl McpFace {
     fn dispatch(
         &self,
         era: &Era,
+        principal: &Principal,
         method: &str,
         params: Map<String, Value>,
         cancel_key: String,
@@ -398,6 +402,11 @@ impl McpFace {
             cancel_key: Some(cancel_key),
         };
         let mut notify = |message: Value| responder.notify(&message);
+        let allowed = |backend: usize| self.gateway.allows(principal, backend);
+        let visible = |kind: CatalogList| match principal.servers {
+            None => catalog.visible(kind, &|_| true),
+            Some(_) => catalog.visible(kind, &allowed),
+        };
         match method {
             "server/discover" => Ok(json!({
                 "supportedVersions": [MODERN_VERSION],
@@ -406,10 +415,12 @@ impl McpFace {
                 "_meta": {META_SERVER_INFO: server_info()},
             })),
             "ping" => Ok(json!({})),
-            "tools/list" => list(&catalog.tools, "tools"),
-            "resources/list" => list(&catalog.resources, "resources"),
-            "resources/templates/list" => list(&catalog.templates, "resourceTemplates"),
-            "prompts/list" => list(&catalog.prompts, "prompts"),
+            "tools/list" => list(&visible(CatalogList::Tools), "tools"),
+            "resources/list" => list(&visible(CatalogList::Resources), "resources"),
+            "resources/templates/list" => {
+                list(&visible(CatalogList::Templates), "resourceTemplates")
+            }
+            "prompts/list" => list(&visible(CatalogList::Prompts), "prompts"),
             "logging/setLevel" if *era != Era::Modern => Ok(json!({})),
             "tools/call" => {
                 let name = required_str(&params, "name", method)?;
@@ -424,26 +435,29 @@ impl McpFace {
                     }
                 };
                 self.gateway
-                    .call_tool(name, arguments, options, &mut notify)
+                    .call_tool(principal, name, arguments, options, &mut notify)
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = required_str(&params, "uri", method)?;
-                let owner = catalog.resource_owner(uri).ok_or_else(|| {
-                    RpcError::new(
-                        jsonrpc::INVALID_PARAMS,
-                        format!(
-                            "unknown resource \"{uri}\" (resources/list shows what is offered)"
-                        ),
-                    )
-                    .with_data(json!({"uri": uri}))
-                })?;
+                let owner = catalog
+                    .resource_owner(uri)
+                    .filter(|b| allowed(*b))
+                    .ok_or_else(|| {
+                        RpcError::new(
+                            jsonrpc::INVALID_PARAMS,
+                            format!(
+                                "unknown resource \"{uri}\" (resources/list shows what is offered)"
+                            ),
+                        )
+                        .with_data(json!({"uri": uri}))
+                    })?;
                 self.gateway
                     .forward(owner, method, forwardable(params), options, &mut notify)
             }
             "prompts/get" => {
                 let name = required_str(&params, "name", method)?;
                 match catalog.prompt(name) {
-                    Some(Route::Backend { backend, original }) => {
+                    Some(Route::Backend { backend, original }) if allowed(*backend) => {
                         let mut p = forwardable(params.clone());
                         p.insert("name".into(), json!(original));
                         self.gateway
@@ -465,7 +479,7 @@ impl McpFace {
                         .and_then(Value::as_str)
                         .and_then(|n| catalog.prompt(n))
                     {
-                        Some(Route::Backend { backend, original }) => {
+                        Some(Route::Backend { backend, original }) if allowed(*backend) => {
                             p.insert(
                                 "ref".into(),
                                 json!({"type": "ref/prompt", "name": original}),
@@ -483,7 +497,7 @@ impl McpFace {
                     }
                     _ => None,
                 };
-                match target {
+                match target.filter(|b| allowed(*b)) {
                     Some(backend) => self.gateway.forward(backend, method, p, options, &mut notify),
                     None => Err(RpcError::new(jsonrpc::INVALID_PARAMS, "completion/complete: \"ref\" names no prompt or resource template of this gateway")),
                 }

@@ -2,3 +2,4 @@
 //! and its answers back into that protocol.
 
 pub mod mcp;
+pub mod oauth;

@@ -1,0 +1,1242 @@
+//! The built-in OAuth 2.1 authorization server's state and rules: registered clients, the owner
+//! password, pending authorizations, authorization codes, grants with their access and refresh
+//! tokens, and the abuse limits. The HTTP side (endpoints, consent page) is `face::oauth`.
+//!
+//! Persistent state (clients, grants, the password hash; token *hashes* only) lives in
+//! `oauth.json` in the state folder, written atomically and re-read when another process (the
+//! CLI) changed it. Pending authorizations and codes live in memory: they last seconds.
+
+pub mod password;
+
+use crate::store;
+use crate::tokens::{constant_time_eq, generate_token, hash_token, hex, now_secs};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const STATE_FILE: &str = "oauth.json";
+/// How long the consent page stays valid.
+const PENDING_TTL: Duration = Duration::from_secs(600);
+/// Wrong passwords allowed per address within [`PASSWORD_WINDOW`].
+pub const PASSWORD_ATTEMPTS: usize = 5;
+/// The window of the password limit.
+pub const PASSWORD_WINDOW: Duration = Duration::from_secs(300);
+/// Token requests allowed per client and address per minute.
+pub const TOKEN_REQUESTS_PER_MINUTE: usize = 60;
+const MAX_CLIENTS: usize = 1000;
+const MAX_PENDING: usize = 1000;
+
+/// Lifetimes, from the config's `oauth` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthSettings {
+    /// Whether `/oauth/register` accepts new clients.
+    pub allow_registration: bool,
+    /// Access token lifetime.
+    pub access_token_ttl: Duration,
+    /// Refresh token lifetime.
+    pub refresh_token_ttl: Duration,
+    /// Authorization code lifetime.
+    pub code_ttl: Duration,
+    /// Whether `X-Forwarded-Proto`/`X-Forwarded-Host` may name our URL when `public_url` is unset.
+    pub trust_forwarded_headers: bool,
+}
+
+impl Default for OAuthSettings {
+    fn default() -> Self {
+        OAuthSettings {
+            allow_registration: true,
+            access_token_ttl: Duration::from_secs(3600),
+            refresh_token_ttl: Duration::from_secs(30 * 86_400),
+            code_ttl: Duration::from_secs(60),
+            trust_forwarded_headers: false,
+        }
+    }
+}
+
+/// A registered client.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Client {
+    /// Its id.
+    pub client_id: String,
+    /// SHA-256 of its secret (confidential clients only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_sha256: Option<String>,
+    /// Name shown on the consent page.
+    pub name: String,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// `none`, `client_secret_post` or `client_secret_basic`.
+    pub auth_method: String,
+    /// Registration time.
+    pub created: u64,
+    /// `registration` or `cli`.
+    pub source: String,
+}
+
+/// What an owner approved for a client, with the current tokens' hashes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Grant {
+    /// Its id (shown by `oauth list`, used by `oauth revoke`).
+    pub id: String,
+    /// The client it was given to.
+    pub client_id: String,
+    /// Servers the grant may use (`None`: all).
+    pub servers: Option<Vec<String>>,
+    /// The resource (audience) of its tokens.
+    pub resource: String,
+    /// When the owner approved it.
+    pub created: u64,
+    /// Hash of the current access token.
+    pub access_sha256: String,
+    /// Its expiry (seconds since the epoch).
+    pub access_expires: u64,
+    /// Hash of the current refresh token.
+    pub refresh_sha256: String,
+    /// Its expiry.
+    pub refresh_expires: u64,
+    /// Hashes of refresh tokens already rotated away: presenting one revokes the grant.
+    #[serde(default)]
+    pub rotated: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner_password: Option<String>,
+    #[serde(default)]
+    clients: Vec<Client>,
+    #[serde(default)]
+    grants: Vec<Grant>,
+}
+
+/// An RFC 6749 / RFC 7591 error: its code, a description, and the HTTP status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthError {
+    /// `invalid_request`, `invalid_grant`, `invalid_client`, ...
+    pub code: &'static str,
+    /// What was wrong.
+    pub description: String,
+    /// HTTP status.
+    pub status: u16,
+}
+
+impl OAuthError {
+    fn new(code: &'static str, description: impl Into<String>) -> OAuthError {
+        let status = match code {
+            "invalid_client" => 401,
+            "too_many_requests" => 429,
+            "server_error" => 500,
+            _ => 400,
+        };
+        OAuthError {
+            code,
+            description: description.into(),
+            status,
+        }
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.description)
+    }
+}
+
+/// An authorization request the owner has yet to answer.
+#[derive(Debug, Clone)]
+pub struct PendingAuthorization {
+    /// The client.
+    pub client: Client,
+    /// Validated redirect URI.
+    pub redirect_uri: String,
+    /// The client's `state`, passed back.
+    pub state: Option<String>,
+    /// PKCE S256 challenge.
+    pub code_challenge: String,
+    /// The requested resource (ours).
+    pub resource: String,
+    /// Requested scope.
+    pub scope: String,
+    expires: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct IssuedCode {
+    client_id: String,
+    redirect_uri: String,
+    code_challenge: String,
+    resource: String,
+    servers: Option<Vec<String>>,
+    scope: String,
+    expires: Instant,
+    /// Set once exchanged; a second exchange revokes this grant.
+    grant_id: Option<String>,
+}
+
+/// Tokens handed to a client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuedTokens {
+    /// The access token (shown once).
+    pub access_token: String,
+    /// The refresh token (shown once).
+    pub refresh_token: String,
+    /// Access token lifetime in seconds.
+    pub expires_in: u64,
+    /// Granted scope.
+    pub scope: String,
+}
+
+/// Who an OAuth access token speaks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuthPrincipal {
+    /// The client's name.
+    pub client_name: String,
+    /// The grant.
+    pub grant_id: String,
+    /// Servers it may use (`None`: all).
+    pub servers: Option<Vec<String>>,
+}
+
+/// Parameters of `GET /oauth/authorize`, as received.
+#[derive(Debug, Default, Clone)]
+pub struct AuthorizeRequest {
+    /// `response_type`
+    pub response_type: Option<String>,
+    /// `client_id`
+    pub client_id: Option<String>,
+    /// `redirect_uri`
+    pub redirect_uri: Option<String>,
+    /// `code_challenge`
+    pub code_challenge: Option<String>,
+    /// `code_challenge_method`
+    pub code_challenge_method: Option<String>,
+    /// `state`
+    pub state: Option<String>,
+    /// `resource`
+    pub resource: Option<String>,
+    /// `scope`
+    pub scope: Option<String>,
+}
+
+/// Why an authorization request failed: shown on our page (before the redirect URI is trusted)
+/// or sent back to the client's redirect URI (after).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthorizeFailure {
+    /// Shown on the page, never redirected.
+    Page(String),
+    /// Redirected to the client with `error` and `state`.
+    Redirect {
+        /// Where.
+        redirect_uri: String,
+        /// The error.
+        error: OAuthError,
+        /// The client's state.
+        state: Option<String>,
+    },
+}
+
+/// Counts events per key within a sliding window.
+#[derive(Default)]
+pub struct RateLimiter {
+    events: Mutex<HashMap<String, Vec<Instant>>>,
+}
+
+impl RateLimiter {
+    /// How many events `key` had within `window`.
+    pub fn count(&self, key: &str, window: Duration) -> usize {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let list = events.entry(key.to_string()).or_default();
+        list.retain(|t| t.elapsed() < window);
+        list.len()
+    }
+
+    /// Records an event for `key`.
+    pub fn record(&self, key: &str) {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if events.len() > 10_000 {
+            events.retain(|_, list| list.iter().any(|t| t.elapsed() < PASSWORD_WINDOW));
+        }
+        events
+            .entry(key.to_string())
+            .or_default()
+            .push(Instant::now());
+    }
+
+    /// Records an event and tells whether `key` is still within `max` per `window`.
+    pub fn allow(&self, key: &str, max: usize, window: Duration) -> bool {
+        let within = self.count(key, window) < max;
+        if within {
+            self.record(key);
+        }
+        within
+    }
+}
+
+struct Loaded {
+    stamp: Option<(SystemTime, u64)>,
+    file: StateFile,
+}
+
+/// The authorization server.
+pub struct OAuthServer {
+    dir: PathBuf,
+    /// Lifetimes and switches.
+    pub settings: OAuthSettings,
+    state: Mutex<Loaded>,
+    pending: Mutex<HashMap<String, PendingAuthorization>>,
+    codes: Mutex<HashMap<String, IssuedCode>>,
+    /// Wrong-password and token-request limits.
+    pub limiter: RateLimiter,
+}
+
+fn random_id(prefix: &str) -> Result<String, OAuthError> {
+    generate_token()
+        .map(|t| format!("{prefix}{}", &t[4..36]))
+        .map_err(|e| OAuthError::new("server_error", e.to_string()))
+}
+
+fn random_secret(prefix: &str) -> Result<String, OAuthError> {
+    generate_token()
+        .map(|t| format!("{prefix}{}", &t[4..]))
+        .map_err(|e| OAuthError::new("server_error", e.to_string()))
+}
+
+/// base64url without padding, as PKCE uses.
+pub fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 2);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// The S256 challenge of a PKCE verifier.
+pub fn s256(verifier: &str) -> String {
+    base64url(&Sha256::digest(verifier.as_bytes()))
+}
+
+/// Whether a redirect URI is acceptable: https, or http on a loopback host; no fragment.
+pub fn redirect_uri_allowed(uri: &str) -> bool {
+    if uri.contains('#') {
+        return false;
+    }
+    if let Some(rest) = uri.strip_prefix("https://") {
+        return !rest.is_empty();
+    }
+    let Some(rest) = uri.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(authority)
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// Two resource URIs name the same resource (a trailing `/` does not matter).
+pub fn same_resource(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+impl OAuthServer {
+    /// Opens (or creates on first write) the state in `state_dir`.
+    pub fn open(state_dir: &Path, settings: OAuthSettings) -> Result<OAuthServer, OAuthError> {
+        let server = OAuthServer {
+            dir: state_dir.to_path_buf(),
+            settings,
+            state: Mutex::new(Loaded {
+                stamp: None,
+                file: StateFile {
+                    version: 1,
+                    ..Default::default()
+                },
+            }),
+            pending: Mutex::new(HashMap::new()),
+            codes: Mutex::new(HashMap::new()),
+            limiter: RateLimiter::default(),
+        };
+        server.with_state(|_| Ok(((), false)))?;
+        Ok(server)
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    /// Runs `change` on the current state (re-read if another process changed the file); writes
+    /// it back when `change` says so.
+    fn with_state<T>(
+        &self,
+        change: impl FnOnce(&mut StateFile) -> Result<(T, bool), OAuthError>,
+    ) -> Result<T, OAuthError> {
+        let path = self.path();
+        let mut loaded = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let stamp = std::fs::metadata(&path)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(UNIX_EPOCH), m.len()));
+        if stamp.is_some() && stamp != loaded.stamp {
+            let bytes = std::fs::read(&path).map_err(|e| {
+                OAuthError::new(
+                    "server_error",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            loaded.file = serde_json::from_slice(&bytes).map_err(|e| {
+                OAuthError::new(
+                    "server_error",
+                    format!("{} is damaged: {e}", path.display()),
+                )
+            })?;
+            loaded.stamp = stamp;
+        }
+        let (value, dirty) = change(&mut loaded.file)?;
+        if dirty {
+            let now = now_secs();
+            loaded.file.grants.retain(|g| g.refresh_expires > now);
+            loaded.file.version = 1;
+            let bytes = serde_json::to_vec_pretty(&loaded.file)
+                .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
+            store::ensure_dir(&self.dir)
+                .and_then(|_| store::write_atomic(&path, &bytes))
+                .map_err(|e| {
+                    OAuthError::new(
+                        "server_error",
+                        format!("cannot write {}: {e}", path.display()),
+                    )
+                })?;
+            loaded.stamp = std::fs::metadata(&path)
+                .ok()
+                .map(|m| (m.modified().unwrap_or(UNIX_EPOCH), m.len()));
+        }
+        Ok(value)
+    }
+
+    /// Sets the owner password (stored as a salted PBKDF2 hash).
+    pub fn set_password(&self, password: &str) -> Result<(), OAuthError> {
+        if password.chars().count() < 8 {
+            return Err(OAuthError::new(
+                "invalid_request",
+                "the password must have at least 8 characters",
+            ));
+        }
+        let hashed =
+            password::hash_password(password).map_err(|e| OAuthError::new("server_error", e))?;
+        self.with_state(|s| {
+            s.owner_password = Some(hashed);
+            Ok(((), true))
+        })
+    }
+
+    /// Whether an owner password is set.
+    pub fn has_password(&self) -> bool {
+        self.with_state(|s| Ok((s.owner_password.is_some(), false)))
+            .unwrap_or(false)
+    }
+
+    /// Registers a client. Returns it and, for confidential clients, its secret (shown once).
+    pub fn register(
+        &self,
+        name: &str,
+        redirect_uris: Vec<String>,
+        auth_method: &str,
+        source: &str,
+    ) -> Result<(Client, Option<String>), OAuthError> {
+        if redirect_uris.is_empty() {
+            return Err(OAuthError::new(
+                "invalid_redirect_uri",
+                "at least one redirect_uri is required",
+            ));
+        }
+        if let Some(bad) = redirect_uris.iter().find(|u| !redirect_uri_allowed(u)) {
+            return Err(OAuthError::new("invalid_redirect_uri", format!("{bad} is not allowed: use https, or http on localhost/127.0.0.1/[::1], and no fragment")));
+        }
+        if !matches!(
+            auth_method,
+            "none" | "client_secret_post" | "client_secret_basic"
+        ) {
+            return Err(OAuthError::new("invalid_client_metadata", format!("token_endpoint_auth_method \"{auth_method}\" is not supported (use none, client_secret_post or client_secret_basic)")));
+        }
+        let secret = if auth_method == "none" {
+            None
+        } else {
+            Some(random_secret("mgws_")?)
+        };
+        let client = Client {
+            client_id: random_id("mgwc_")?,
+            secret_sha256: secret.as_deref().map(hash_token),
+            name: name.chars().take(100).collect(),
+            redirect_uris,
+            auth_method: auth_method.to_string(),
+            created: now_secs(),
+            source: source.to_string(),
+        };
+        self.with_state(|s| {
+            if s.clients.len() >= MAX_CLIENTS {
+                return Err(OAuthError::new(
+                    "invalid_client_metadata",
+                    "too many registered clients; remove some with `mcp-gateway oauth revoke`",
+                ));
+            }
+            s.clients.push(client.clone());
+            Ok(((), true))
+        })?;
+        log::info!(
+            "OAuth client registered: {} ({}, {})",
+            client.name,
+            client.client_id,
+            source
+        );
+        Ok((client, secret))
+    }
+
+    /// The client with `client_id`.
+    pub fn client(&self, client_id: &str) -> Option<Client> {
+        self.with_state(|s| {
+            Ok((
+                s.clients.iter().find(|c| c.client_id == client_id).cloned(),
+                false,
+            ))
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// Checks an authorization request. Errors before the client and redirect URI are known good
+    /// are for our page; later ones go back to the client.
+    pub fn start_authorization(
+        &self,
+        request: &AuthorizeRequest,
+        our_resource: &str,
+    ) -> Result<(String, PendingAuthorization), AuthorizeFailure> {
+        let client_id = request
+            .client_id
+            .as_deref()
+            .ok_or_else(|| AuthorizeFailure::Page("The request has no client_id.".into()))?;
+        let client = self.client(client_id).ok_or_else(|| {
+            AuthorizeFailure::Page(format!(
+                "Unknown client \"{client_id}\". The application must register first."
+            ))
+        })?;
+        let redirect_uri = match request.redirect_uri.as_deref() {
+            Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => uri.to_string(),
+            Some(uri) => {
+                return Err(AuthorizeFailure::Page(format!(
+                    "The redirect address {uri} is not registered for {}.",
+                    client.name
+                )))
+            }
+            None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
+            None => {
+                return Err(AuthorizeFailure::Page(
+                    "The request has no redirect_uri.".into(),
+                ))
+            }
+        };
+        let fail = |code: &'static str, description: String| AuthorizeFailure::Redirect {
+            redirect_uri: redirect_uri.clone(),
+            error: OAuthError::new(code, description),
+            state: request.state.clone(),
+        };
+        if request.response_type.as_deref() != Some("code") {
+            return Err(fail(
+                "unsupported_response_type",
+                "response_type must be \"code\"".into(),
+            ));
+        }
+        let challenge = request
+            .code_challenge
+            .clone()
+            .filter(|c| (43..=128).contains(&c.len()))
+            .ok_or_else(|| {
+                fail(
+                    "invalid_request",
+                    "a PKCE code_challenge (43 to 128 characters) is required".into(),
+                )
+            })?;
+        if request.code_challenge_method.as_deref() != Some("S256") {
+            return Err(fail(
+                "invalid_request",
+                "code_challenge_method must be S256 (plain is not accepted)".into(),
+            ));
+        }
+        let resource = request
+            .resource
+            .clone()
+            .unwrap_or_else(|| our_resource.to_string());
+        if !same_resource(&resource, our_resource) {
+            return Err(fail(
+                "invalid_target",
+                format!("resource {resource} is not this gateway ({our_resource})"),
+            ));
+        }
+        let pending = PendingAuthorization {
+            client,
+            redirect_uri,
+            state: request.state.clone(),
+            code_challenge: challenge,
+            resource: our_resource.to_string(),
+            scope: request.scope.clone().unwrap_or_else(|| "mcp".into()),
+            expires: Instant::now() + PENDING_TTL,
+        };
+        let csrf = random_secret("").map_err(|e| AuthorizeFailure::Page(e.description))?;
+        let mut all = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|_, p| p.expires > Instant::now());
+        if all.len() >= MAX_PENDING {
+            return Err(AuthorizeFailure::Page(
+                "Too many authorizations are waiting; try again in a few minutes.".into(),
+            ));
+        }
+        all.insert(csrf.clone(), pending.clone());
+        Ok((csrf, pending))
+    }
+
+    /// The pending authorization behind a consent form's CSRF token.
+    pub fn pending(&self, csrf: &str) -> Option<PendingAuthorization> {
+        let all = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter()
+            .find(|(k, p)| {
+                constant_time_eq(k.as_bytes(), csrf.as_bytes()) && p.expires > Instant::now()
+            })
+            .map(|(_, p)| p.clone())
+    }
+
+    /// Checks the owner password for a consent form, counting failures per `address`.
+    pub fn check_password(&self, password: &str, address: &str) -> Result<(), OAuthError> {
+        let key = format!("password:{address}");
+        if self.limiter.count(&key, PASSWORD_WINDOW) >= PASSWORD_ATTEMPTS {
+            log::warn!("OAuth consent refused for {address}: too many wrong passwords");
+            return Err(OAuthError::new(
+                "too_many_requests",
+                "too many wrong passwords; wait a few minutes",
+            ));
+        }
+        let stored = self.with_state(|s| Ok((s.owner_password.clone(), false)))?;
+        let Some(stored) = stored else {
+            return Err(OAuthError::new(
+                "access_denied",
+                "no owner password is set: run `mcp-gateway oauth set-password` on the gateway",
+            ));
+        };
+        if password::verify_password(password, &stored) {
+            Ok(())
+        } else {
+            self.limiter.record(&key);
+            log::warn!("OAuth consent: wrong owner password from {address}");
+            Err(OAuthError::new("access_denied", "wrong password"))
+        }
+    }
+
+    /// The owner approved `csrf`'s request for `servers`: issues a code; returns the redirect.
+    pub fn approve(&self, csrf: &str, servers: Option<Vec<String>>) -> Result<String, OAuthError> {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(csrf)
+            .ok_or_else(|| {
+                OAuthError::new(
+                    "invalid_request",
+                    "this consent page has expired; start again from the application",
+                )
+            })?;
+        let code = random_secret("mgwk_")?;
+        let issued = IssuedCode {
+            client_id: pending.client.client_id.clone(),
+            redirect_uri: pending.redirect_uri.clone(),
+            code_challenge: pending.code_challenge.clone(),
+            resource: pending.resource.clone(),
+            servers,
+            scope: pending.scope.clone(),
+            expires: Instant::now() + self.settings.code_ttl,
+            grant_id: None,
+        };
+        let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
+        codes.retain(|_, c| c.expires + Duration::from_secs(600) > Instant::now());
+        codes.insert(hash_token(&code), issued);
+        log::info!("OAuth authorization approved for {}", pending.client.name);
+        Ok(with_query(
+            &pending.redirect_uri,
+            &[
+                ("code", Some(code.as_str())),
+                ("state", pending.state.as_deref()),
+            ],
+        ))
+    }
+
+    /// The owner denied `csrf`'s request; returns the redirect.
+    pub fn deny(&self, csrf: &str) -> Option<String> {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(csrf)?;
+        log::info!("OAuth authorization denied for {}", pending.client.name);
+        Some(with_query(
+            &pending.redirect_uri,
+            &[
+                ("error", Some("access_denied")),
+                ("state", pending.state.as_deref()),
+            ],
+        ))
+    }
+
+    /// Authenticates the client at the token endpoint.
+    pub fn authenticate_client(
+        &self,
+        client_id: &str,
+        secret: Option<&str>,
+    ) -> Result<Client, OAuthError> {
+        let client = self.client(client_id).ok_or_else(|| {
+            OAuthError::new(
+                "invalid_client",
+                format!("unknown client \"{client_id}\"; register again"),
+            )
+        })?;
+        match (&client.secret_sha256, secret) {
+            (None, _) => Ok(client),
+            (Some(expected), Some(given))
+                if constant_time_eq(expected.as_bytes(), hash_token(given).as_bytes()) =>
+            {
+                Ok(client)
+            }
+            (Some(_), _) => Err(OAuthError::new(
+                "invalid_client",
+                "client authentication failed",
+            )),
+        }
+    }
+
+    /// `grant_type=authorization_code`.
+    pub fn exchange_code(
+        &self,
+        client: &Client,
+        code: &str,
+        redirect_uri: Option<&str>,
+        verifier: Option<&str>,
+        resource: Option<&str>,
+    ) -> Result<IssuedTokens, OAuthError> {
+        let key = hash_token(code);
+        let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(issued) = codes.get_mut(&key) else {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "unknown authorization code",
+            ));
+        };
+        if let Some(grant_id) = issued.grant_id.clone() {
+            drop(codes);
+            log::warn!(
+                "OAuth code reused by {}: revoking the tokens issued for it",
+                client.name
+            );
+            let _ = self.revoke_grant(&grant_id);
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "the authorization code was already used",
+            ));
+        }
+        if issued.expires < Instant::now() {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "the authorization code has expired",
+            ));
+        }
+        if issued.client_id != client.client_id {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "the authorization code was issued to another client",
+            ));
+        }
+        if redirect_uri != Some(issued.redirect_uri.as_str()) {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "redirect_uri does not match the authorization request",
+            ));
+        }
+        let Some(verifier) = verifier else {
+            return Err(OAuthError::new(
+                "invalid_request",
+                "code_verifier is required",
+            ));
+        };
+        if !constant_time_eq(s256(verifier).as_bytes(), issued.code_challenge.as_bytes()) {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "code_verifier does not match the code_challenge",
+            ));
+        }
+        if let Some(r) = resource {
+            if !same_resource(r, &issued.resource) {
+                return Err(OAuthError::new(
+                    "invalid_target",
+                    format!("resource {r} is not the one authorized"),
+                ));
+            }
+        }
+        let grant_id = random_id("mgwg_")?;
+        issued.grant_id = Some(grant_id.clone());
+        let (servers, resource, scope) = (
+            issued.servers.clone(),
+            issued.resource.clone(),
+            issued.scope.clone(),
+        );
+        drop(codes);
+        let (access, refresh) = (random_secret("mgwa_")?, random_secret("mgwr_")?);
+        let now = now_secs();
+        let grant = Grant {
+            id: grant_id,
+            client_id: client.client_id.clone(),
+            servers,
+            resource,
+            created: now,
+            access_sha256: hash_token(&access),
+            access_expires: now + self.settings.access_token_ttl.as_secs(),
+            refresh_sha256: hash_token(&refresh),
+            refresh_expires: now + self.settings.refresh_token_ttl.as_secs(),
+            rotated: Vec::new(),
+        };
+        self.with_state(|s| {
+            s.grants.push(grant.clone());
+            Ok(((), true))
+        })?;
+        log::info!(
+            "OAuth tokens issued to {} (grant {})",
+            client.name,
+            grant.id
+        );
+        Ok(IssuedTokens {
+            access_token: access,
+            refresh_token: refresh,
+            expires_in: self.settings.access_token_ttl.as_secs(),
+            scope,
+        })
+    }
+
+    /// `grant_type=refresh_token`: rotates both tokens; a rotated-away refresh token revokes the grant.
+    pub fn refresh(
+        &self,
+        client: &Client,
+        refresh_token: &str,
+    ) -> Result<IssuedTokens, OAuthError> {
+        let presented = hash_token(refresh_token);
+        let (access, refresh) = (random_secret("mgwa_")?, random_secret("mgwr_")?);
+        let settings = self.settings.clone();
+        let outcome = self.with_state(|s| {
+            let now = now_secs();
+            if let Some(i) = s.grants.iter().position(|g| {
+                g.rotated
+                    .iter()
+                    .any(|r| constant_time_eq(r.as_bytes(), presented.as_bytes()))
+            }) {
+                let grant = s.grants.remove(i);
+                log::warn!(
+                    "OAuth refresh token reused for grant {}: the grant is revoked",
+                    grant.id
+                );
+                return Ok((
+                    Err(OAuthError::new(
+                        "invalid_grant",
+                        "this refresh token was already used; the grant has been revoked",
+                    )),
+                    true,
+                ));
+            }
+            let Some(grant) = s
+                .grants
+                .iter_mut()
+                .find(|g| constant_time_eq(g.refresh_sha256.as_bytes(), presented.as_bytes()))
+            else {
+                return Ok((
+                    Err(OAuthError::new(
+                        "invalid_grant",
+                        "unknown or revoked refresh token",
+                    )),
+                    false,
+                ));
+            };
+            if grant.client_id != client.client_id {
+                return Ok((
+                    Err(OAuthError::new(
+                        "invalid_grant",
+                        "the refresh token was issued to another client",
+                    )),
+                    false,
+                ));
+            }
+            if grant.refresh_expires <= now {
+                return Ok((
+                    Err(OAuthError::new(
+                        "invalid_grant",
+                        "the refresh token has expired",
+                    )),
+                    false,
+                ));
+            }
+            let old = std::mem::replace(&mut grant.refresh_sha256, hash_token(&refresh));
+            grant.rotated.push(old);
+            if grant.rotated.len() > 50 {
+                grant.rotated.remove(0);
+            }
+            grant.refresh_expires = now + settings.refresh_token_ttl.as_secs();
+            grant.access_sha256 = hash_token(&access);
+            grant.access_expires = now + settings.access_token_ttl.as_secs();
+            log::info!("OAuth tokens refreshed for grant {}", grant.id);
+            Ok((Ok(()), true))
+        })?;
+        outcome?;
+        Ok(IssuedTokens {
+            access_token: access,
+            refresh_token: refresh,
+            expires_in: self.settings.access_token_ttl.as_secs(),
+            scope: "mcp".into(),
+        })
+    }
+
+    /// RFC 7009: ends the grant of an access or refresh token. Unknown tokens are not an error.
+    pub fn revoke_token(&self, token: &str) -> Result<(), OAuthError> {
+        let hash = hash_token(token);
+        self.with_state(|s| {
+            let before = s.grants.len();
+            s.grants.retain(|g| {
+                !(constant_time_eq(g.access_sha256.as_bytes(), hash.as_bytes())
+                    || constant_time_eq(g.refresh_sha256.as_bytes(), hash.as_bytes()))
+            });
+            let changed = s.grants.len() != before;
+            if changed {
+                log::info!("OAuth token revoked by its client");
+            }
+            Ok(((), changed))
+        })
+    }
+
+    /// Ends a grant, or a client with all its grants, by id.
+    pub fn revoke_grant(&self, id: &str) -> Result<bool, OAuthError> {
+        self.with_state(|s| {
+            let before = (s.grants.len(), s.clients.len());
+            s.grants.retain(|g| g.id != id && g.client_id != id);
+            s.clients.retain(|c| c.client_id != id);
+            let changed = before != (s.grants.len(), s.clients.len());
+            if changed {
+                log::info!("OAuth {id} revoked");
+            }
+            Ok((changed, changed))
+        })
+    }
+
+    /// The principal of a valid, unexpired access token for `resource`.
+    pub fn verify_access(&self, token: &str, resource: &str) -> Option<OAuthPrincipal> {
+        if !token.starts_with("mgwa_") {
+            return None;
+        }
+        let hash = hash_token(token);
+        self.with_state(|s| {
+            let now = now_secs();
+            let mut found = None;
+            for grant in &s.grants {
+                if constant_time_eq(grant.access_sha256.as_bytes(), hash.as_bytes()) {
+                    found = Some(grant.clone());
+                }
+            }
+            let principal = found
+                .filter(|g| g.access_expires > now && same_resource(&g.resource, resource))
+                .map(|g| {
+                    let client_name = s
+                        .clients
+                        .iter()
+                        .find(|c| c.client_id == g.client_id)
+                        .map(|c| c.name.clone())
+                        .unwrap_or_else(|| g.client_id.clone());
+                    OAuthPrincipal {
+                        client_name,
+                        grant_id: g.id,
+                        servers: g.servers,
+                    }
+                });
+            Ok((principal, false))
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// Clients and grants, for `oauth list`.
+    pub fn list(&self) -> Result<(Vec<Client>, Vec<Grant>), OAuthError> {
+        self.with_state(|s| Ok(((s.clients.clone(), s.grants.clone()), false)))
+    }
+}
+
+/// Appends query parameters to a URL.
+pub fn with_query(url: &str, params: &[(&str, Option<&str>)]) -> String {
+    let mut out = url.to_string();
+    let mut sep = if url.contains('?') { '&' } else { '?' };
+    for (k, v) in params {
+        if let Some(v) = v {
+            out.push(sep);
+            out.push_str(k);
+            out.push('=');
+            out.push_str(&percent_encode(v));
+            sep = '&';
+        }
+    }
+    out
+}
+
+/// Percent-encodes everything but unreserved characters.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Hex SHA-256, re-exported for callers that log ids derived from tokens.
+pub fn fingerprint(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes())[..4])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(tag: &str) -> (OAuthServer, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("mcpgw-oauth-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        (
+            OAuthServer::open(&dir, OAuthSettings::default()).expect("open"),
+            dir,
+        )
+    }
+
+    const RESOURCE: &str = "https://gw.example/mcp";
+    const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+    fn authorize(s: &OAuthServer, client: &Client) -> String {
+        let request = AuthorizeRequest {
+            response_type: Some("code".into()),
+            client_id: Some(client.client_id.clone()),
+            redirect_uri: Some(client.redirect_uris[0].clone()),
+            code_challenge: Some(s256(VERIFIER)),
+            code_challenge_method: Some("S256".into()),
+            state: Some("xyz".into()),
+            resource: Some(format!("{RESOURCE}/")),
+            scope: None,
+        };
+        let (csrf, _) = s.start_authorization(&request, RESOURCE).expect("pending");
+        let redirect = s.approve(&csrf, None).expect("approve");
+        assert!(redirect.contains("state=xyz"));
+        redirect
+            .split("code=")
+            .nth(1)
+            .and_then(|c| c.split('&').next())
+            .expect("code")
+            .to_string()
+    }
+
+    #[test]
+    fn pkce_s256_matches_rfc_7636_appendix_b() {
+        assert_eq!(
+            s256(VERIFIER),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn redirect_uris() {
+        assert!(redirect_uri_allowed(
+            "https://claude.ai/api/mcp/auth_callback"
+        ));
+        assert!(redirect_uri_allowed("http://127.0.0.1:33418/callback"));
+        assert!(redirect_uri_allowed("http://localhost/cb"));
+        assert!(redirect_uri_allowed("http://[::1]:5/cb"));
+        assert!(!redirect_uri_allowed("http://evil.example/cb"));
+        assert!(!redirect_uri_allowed("http://localhost.evil.example/cb"));
+        assert!(!redirect_uri_allowed("https://x/cb#frag"));
+        assert!(!redirect_uri_allowed("javascript:alert(1)"));
+    }
+
+    #[test]
+    fn code_flow_refresh_rotation_and_reuse() {
+        let (s, dir) = server("flow");
+        let (client, secret) = s
+            .register(
+                "Claude",
+                vec!["https://claude.ai/api/mcp/auth_callback".into()],
+                "none",
+                "registration",
+            )
+            .expect("register");
+        assert!(secret.is_none());
+        let code = authorize(&s, &client);
+        let redirect = Some(client.redirect_uris[0].as_str());
+        assert_eq!(
+            s.exchange_code(
+                &client,
+                &code,
+                redirect,
+                Some("wrong-verifier-wrong-verifier-wrong-verifier"),
+                None
+            )
+            .unwrap_err()
+            .code,
+            "invalid_grant"
+        );
+        let tokens = s
+            .exchange_code(&client, &code, redirect, Some(VERIFIER), Some(RESOURCE))
+            .expect("tokens");
+        assert!(s.verify_access(&tokens.access_token, RESOURCE).is_some());
+        assert!(
+            s.verify_access(&tokens.access_token, "https://other.example/mcp")
+                .is_none(),
+            "audience"
+        );
+        // The code is single-use; reusing it revokes what it gave.
+        assert_eq!(
+            s.exchange_code(&client, &code, redirect, Some(VERIFIER), None)
+                .unwrap_err()
+                .code,
+            "invalid_grant"
+        );
+        assert!(s.verify_access(&tokens.access_token, RESOURCE).is_none());
+
+        let code = authorize(&s, &client);
+        let first = s
+            .exchange_code(&client, &code, redirect, Some(VERIFIER), None)
+            .expect("tokens");
+        let second = s.refresh(&client, &first.refresh_token).expect("refresh");
+        assert!(
+            s.verify_access(&first.access_token, RESOURCE).is_none(),
+            "old access token replaced"
+        );
+        assert!(s.verify_access(&second.access_token, RESOURCE).is_some());
+        // Persisted: a new server over the same folder knows the grant.
+        let reopened = OAuthServer::open(&dir, OAuthSettings::default()).expect("reopen");
+        assert!(reopened
+            .verify_access(&second.access_token, RESOURCE)
+            .is_some());
+        let on_disk = std::fs::read_to_string(dir.join(STATE_FILE)).expect("file");
+        assert!(
+            !on_disk.contains(&second.access_token) && !on_disk.contains(&second.refresh_token)
+        );
+        // Reusing the rotated refresh token revokes the whole grant.
+        assert_eq!(
+            s.refresh(&client, &first.refresh_token).unwrap_err().code,
+            "invalid_grant"
+        );
+        assert!(s.verify_access(&second.access_token, RESOURCE).is_none());
+        assert_eq!(
+            s.refresh(&client, &second.refresh_token).unwrap_err().code,
+            "invalid_grant"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn authorization_errors_go_to_the_page_or_the_client() {
+        let (s, dir) = server("errors");
+        let (client, _) = s
+            .register("App", vec!["https://app.example/cb".into()], "none", "cli")
+            .expect("register");
+        let mut request = AuthorizeRequest {
+            client_id: Some("nope".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.start_authorization(&request, RESOURCE),
+            Err(AuthorizeFailure::Page(_))
+        ));
+        request.client_id = Some(client.client_id.clone());
+        request.redirect_uri = Some("https://evil.example/cb".into());
+        assert!(
+            matches!(
+                s.start_authorization(&request, RESOURCE),
+                Err(AuthorizeFailure::Page(_))
+            ),
+            "no open redirect"
+        );
+        request.redirect_uri = Some("https://app.example/cb".into());
+        request.response_type = Some("code".into());
+        request.code_challenge = Some(s256(VERIFIER));
+        request.code_challenge_method = Some("plain".into());
+        match s.start_authorization(&request, RESOURCE) {
+            Err(AuthorizeFailure::Redirect { error, .. }) => {
+                assert_eq!(error.code, "invalid_request")
+            }
+            other => panic!("{other:?}"),
+        }
+        request.code_challenge_method = Some("S256".into());
+        request.resource = Some("https://other.example/mcp".into());
+        match s.start_authorization(&request, RESOURCE) {
+            Err(AuthorizeFailure::Redirect { error, .. }) => {
+                assert_eq!(error.code, "invalid_target")
+            }
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn password_attempts_are_limited_per_address() {
+        let (s, dir) = server("password");
+        s.set_password("correct horse battery").expect("set");
+        assert!(s
+            .check_password("correct horse battery", "10.0.0.1")
+            .is_ok());
+        for _ in 0..PASSWORD_ATTEMPTS {
+            assert_eq!(
+                s.check_password("wrong", "10.0.0.2").unwrap_err().code,
+                "access_denied"
+            );
+        }
+        assert_eq!(
+            s.check_password("correct horse battery", "10.0.0.2")
+                .unwrap_err()
+                .code,
+            "too_many_requests"
+        );
+        assert!(
+            s.check_password("correct horse battery", "10.0.0.3")
+                .is_ok(),
+            "other addresses unaffected"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn base64url_and_query() {
+        assert_eq!(base64url(b"f"), "Zg");
+        assert_eq!(base64url(b"fo"), "Zm8");
+        assert_eq!(base64url(b"foo"), "Zm9v");
+        assert_eq!(
+            with_query(
+                "https://a/cb?x=1",
+                &[("code", Some("a b")), ("state", None)]
+            ),
+            "https://a/cb?x=1&code=a%20b"
+        );
+    }
+}
