@@ -29,6 +29,8 @@ pub const PASSWORD_WINDOW: Duration = Duration::from_secs(300);
 pub const TOKEN_REQUESTS_PER_MINUTE: usize = 60;
 const MAX_CLIENTS: usize = 1000;
 const MAX_PENDING: usize = 1000;
+/// A self-registered client without grants is forgotten after this long.
+const UNUSED_CLIENT_TTL_SECS: u64 = 30 * 86_400;
 
 /// Lifetimes, from the config's `oauth` section.
 #[derive(Debug, Clone, PartialEq)]
@@ -414,6 +416,11 @@ impl OAuthServer {
         if dirty {
             let now = now_secs();
             loaded.file.grants.retain(|g| g.refresh_expires > now);
+            // Self-registered clients that never got (or no longer hold) a grant are forgotten
+            // after a while, so registrations cannot pile up; pre-registered ones stay.
+            let file = &mut loaded.file;
+            let with_grants: Vec<String> = file.grants.iter().map(|g| g.client_id.clone()).collect();
+            file.clients.retain(|c| c.source == "cli" || with_grants.contains(&c.client_id) || c.created + UNUSED_CLIENT_TTL_SECS > now);
             loaded.file.version = 1;
             let bytes = serde_json::to_vec_pretty(&loaded.file)
                 .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
