@@ -133,7 +133,7 @@ pub fn handle(gateway: &Gateway, request: Request, body: &[u8]) {
                 "revocation_endpoint_auth_methods_supported": ["none", "client_secret_post", "client_secret_basic"],
                 "scopes_supported": ["mcp"],
                 "authorization_response_iss_parameter_supported": true,
-                "client_id_metadata_document_supported": false,
+                "client_id_metadata_document_supported": true,
             });
             if gateway.config.oauth.allow_registration {
                 metadata["registration_endpoint"] = json!(format!("{base}/oauth/register"));

@@ -6,6 +6,7 @@
 //! `oauth.json` in the state folder, written atomically and re-read when another process (the
 //! CLI) changed it. Pending authorizations and codes live in memory: they last seconds.
 
+pub mod cimd;
 pub mod password;
 
 use crate::store;
@@ -419,8 +420,13 @@ impl OAuthServer {
             // Self-registered clients that never got (or no longer hold) a grant are forgotten
             // after a while, so registrations cannot pile up; pre-registered ones stay.
             let file = &mut loaded.file;
-            let with_grants: Vec<String> = file.grants.iter().map(|g| g.client_id.clone()).collect();
-            file.clients.retain(|c| c.source == "cli" || with_grants.contains(&c.client_id) || c.created + UNUSED_CLIENT_TTL_SECS > now);
+            let with_grants: Vec<String> =
+                file.grants.iter().map(|g| g.client_id.clone()).collect();
+            file.clients.retain(|c| {
+                c.source == "cli"
+                    || with_grants.contains(&c.client_id)
+                    || c.created + UNUSED_CLIENT_TTL_SECS > now
+            });
             loaded.file.version = 1;
             let bytes = serde_json::to_vec_pretty(&loaded.file)
                 .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
@@ -517,6 +523,29 @@ impl OAuthServer {
         Ok((client, secret))
     }
 
+    /// Fetches the client metadata document at `url` (a Client ID Metadata Document) and keeps
+    /// the client it describes, so that its tokens can be refreshed later.
+    fn metadata_client(&self, url: &str) -> Result<Client, String> {
+        let fetched = cimd::fetch_client(url)
+            .map_err(|e| format!("The application's client metadata could not be used: {e}"))?;
+        self.with_state(|s| {
+            match s
+                .clients
+                .iter_mut()
+                .find(|c| c.client_id == fetched.client_id)
+            {
+                Some(known) => {
+                    known.name = fetched.name.clone();
+                    known.redirect_uris = fetched.redirect_uris.clone();
+                }
+                None => s.clients.push(fetched.clone()),
+            }
+            Ok(((), true))
+        })
+        .map_err(|e| e.description)?;
+        Ok(fetched)
+    }
+
     /// The client with `client_id`.
     pub fn client(&self, client_id: &str) -> Option<Client> {
         self.with_state(|s| {
@@ -540,11 +569,16 @@ impl OAuthServer {
             .client_id
             .as_deref()
             .ok_or_else(|| AuthorizeFailure::Page("The request has no client_id.".into()))?;
-        let client = self.client(client_id).ok_or_else(|| {
-            AuthorizeFailure::Page(format!(
-                "Unknown client \"{client_id}\". The application must register first."
-            ))
-        })?;
+        let client = if cimd::is_document_url(client_id) {
+            self.metadata_client(client_id)
+                .map_err(AuthorizeFailure::Page)?
+        } else {
+            self.client(client_id).ok_or_else(|| {
+                AuthorizeFailure::Page(format!(
+                    "Unknown client \"{client_id}\". The application must register first."
+                ))
+            })?
+        };
         let redirect_uri = match request.redirect_uri.as_deref() {
             Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => uri.to_string(),
             Some(uri) => {
