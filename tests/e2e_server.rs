@@ -599,3 +599,64 @@ fn a_backend_that_accepts_but_never_answers_does_not_block_start_up() {
     let error = status["backends"][0]["last_error"].as_str().unwrap_or("");
     assert!(error.contains("500 ms"), "the status says why: {error}");
 }
+
+#[test]
+fn oauth_discovery_and_a_metadata_client_id_on_the_lan_is_never_fetched() {
+    let gw = Gateway::start("cimd", json!({}));
+    let (status, text) = request(
+        &gw.base,
+        "GET",
+        "/.well-known/oauth-authorization-server",
+        None,
+        &[],
+        "",
+    );
+    assert_eq!(status, 200);
+    let metadata: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(metadata["client_id_metadata_document_supported"], true);
+    assert_eq!(
+        metadata["code_challenge_methods_supported"],
+        json!(["S256"])
+    );
+    assert_eq!(
+        metadata["issuer"],
+        gw.base.as_str(),
+        "without public_url, URLs come from Host"
+    );
+    let (status, text) = request(
+        &gw.base,
+        "POST",
+        "/mcp",
+        Some("mgwa_not-a-real-token"),
+        &[],
+        "{}",
+    );
+    assert_eq!(status, 401, "{text}");
+    // A client_id URL pointing into the LAN: shown as an error on our page, nothing fetched,
+    // and no redirect anywhere.
+    let query = "response_type=code&client_id=https%3A%2F%2F127.0.0.1%2Fclient.json&redirect_uri=https%3A%2F%2Fattacker.example%2Fcb&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&state=s";
+    let response = open(
+        &gw.base,
+        "GET",
+        &format!("/oauth/authorize?{query}"),
+        None,
+        &[],
+        "",
+    );
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(response.headers().get("location").is_none());
+    assert_eq!(
+        response
+            .headers()
+            .get("x-frame-options")
+            .and_then(|v| v.to_str().ok()),
+        Some("DENY")
+    );
+    let mut page = String::new();
+    response
+        .into_body()
+        .into_reader()
+        .read_to_string(&mut page)
+        .expect("page");
+    assert!(page.contains("not on the public internet"), "{page}");
+}
