@@ -435,3 +435,68 @@ def modern_headers(token: str | None, method: str, name: str | None = None) -> d
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     return headers
+
+
+# --- OAuth (the gateway as its own authorization server) -------------------------------------------
+
+OWNER_PASSWORD = "correct horse battery staple"
+
+
+def run_cli_with_input(args: list[str], stdin_text: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run `mcp-gateway ARGS...` to completion (bounded) with `stdin_text` on its stdin."""
+    return subprocess.run(
+        [str(gateway_bin()), *args],
+        input=stdin_text,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=gateway_env(),
+    )
+
+
+def enable_oauth(gw: Gateway, oauth: dict[str, Any] | None = None, password: str | None = OWNER_PASSWORD) -> None:
+    """Give a (not yet started) gateway `public_url` = its own address, an `oauth` section, and an
+    owner password (set through `oauth set-password`, the password on stdin)."""
+    config = json.loads(gw.config_path.read_text())
+    config["public_url"] = gw.base  # same port as `listen`
+    config["oauth"] = {"allow_registration": True, **(oauth or {})}
+    gw.config_path.write_text(json.dumps(config, indent=2))
+    if password is not None:
+        done = run_cli_with_input(["oauth", "set-password", "--config", str(gw.config_path)], password + "\n")
+        if done.returncode != 0:
+            raise HarnessError(
+                f"oauth set-password exited {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+            )
+
+
+@contextmanager
+def running_oauth_gateway(
+    workdir: Path,
+    starters: list[Callable[[], Backend]],
+    oauth: dict[str, Any] | None = None,
+    limits: dict[str, Any] | None = None,
+) -> Iterator[Gateway]:
+    """Like `running_gateway`, with OAuth enabled (see `enable_oauth`) before the gateway starts."""
+    backends: list[Backend] = []
+    gw: Gateway | None = None
+    try:
+        for start in starters:
+            backends.append(start())
+        gw = Gateway(workdir, backends, limits=limits)
+        enable_oauth(gw, oauth)
+        gw.start()
+        yield gw
+    finally:
+        if gw is not None:
+            gw.close()
+        else:
+            for b in backends:
+                b.close()
+
+
+def restart_gateway(gw: Gateway) -> None:
+    """Stop the gateway process and start it again: same config, port and state folder."""
+    if gw.proc is not None:
+        gw.proc.close()
+        gw.proc = None
+    gw.start()
