@@ -10,7 +10,7 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Duration;
+
 use tiny_http::{Method, Request, Server};
 
 /// Why the server could not start.
@@ -49,9 +49,10 @@ impl HttpServer {
         let local_addr = listener
             .local_addr()
             .map_err(|e| ServeError::Bind(listen.to_string(), e))?;
-        set_socket_timeouts(&listener, gateway.config.limits.io_timeout);
+        let io_timeout = Some(gateway.config.limits.io_timeout);
         let server = Arc::new(
-            Server::from_listener(listener, None).map_err(|e| ServeError::Setup(e.to_string()))?,
+            Server::from_listener_with_timeouts(listener, None, io_timeout)
+                .map_err(|e| ServeError::Setup(e.to_string()))?,
         );
         let mcp = McpFace::new(Arc::clone(&gateway));
         let mut workers = Vec::new();
@@ -83,39 +84,6 @@ impl HttpServer {
     pub fn shutdown(&self) {
         self.server.unblock();
     }
-}
-
-/// Accepted sockets inherit these from the listener on Linux, so a client that stalls mid-request
-/// or stops reading is dropped after `timeout` instead of holding a thread forever.
-fn set_socket_timeouts(listener: &TcpListener, timeout: Duration) {
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        let tv = libc::timeval {
-            tv_sec: timeout.as_secs() as _,
-            tv_usec: timeout.subsec_micros() as _,
-        };
-        for option in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-            // SAFETY: a valid socket fd and a correctly sized timeval that outlives the call.
-            let rc = unsafe {
-                libc::setsockopt(
-                    listener.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    option,
-                    &tv as *const libc::timeval as *const libc::c_void,
-                    std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-                )
-            };
-            if rc != 0 {
-                log::warn!(
-                    "cannot set socket timeouts: {}",
-                    std::io::Error::last_os_error()
-                );
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (listener, timeout);
 }
 
 fn worker(server: &Server, gateway: &Arc<Gateway>, mcp: &Arc<McpFace>) {

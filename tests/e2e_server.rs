@@ -660,3 +660,16 @@ fn oauth_discovery_and_a_metadata_client_id_on_the_lan_is_never_fetched() {
         .expect("page");
     assert!(page.contains("not on the public internet"), "{page}");
 }
+
+#[test]
+fn an_idle_gateway_keeps_accepting_after_its_io_timeout() {
+    // Socket timeouts must apply to connections, never to accepting them: a gateway left idle
+    // longer than io_timeout_ms still answers.
+    let gw = Gateway::start("idle", json!({"limits": {"io_timeout_ms": 200}}));
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(700));
+        let (status, _) = request(&gw.base, "GET", "/health", None, &[], "");
+        assert_eq!(status, 200, "{}", gw.log());
+    }
+    assert!(!gw.log().contains("Error accepting"), "{}", gw.log());
+}
