@@ -193,15 +193,7 @@ fn register(gateway: &Gateway, request: Request, body: &[u8]) {
             )
         }
     };
-    let redirect_uris: Vec<String> = metadata
-        .get("redirect_uris")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|u| u.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let redirect_uris = crate::oauth::string_list(&metadata, "redirect_uris");
     let name = metadata
         .get("client_name")
         .and_then(Value::as_str)

@@ -171,15 +171,7 @@ pub fn client_from_document(url: &str, document: &Value) -> Result<Client, Strin
     if method != "none" {
         return Err(format!("token_endpoint_auth_method \"{method}\" is not supported for metadata documents (use none)"));
     }
-    let redirect_uris: Vec<String> = document
-        .get("redirect_uris")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|u| u.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let redirect_uris = crate::oauth::string_list(document, "redirect_uris");
     if redirect_uris.is_empty() {
         return Err("the document lists no redirect_uris".into());
     }

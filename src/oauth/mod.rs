@@ -1026,6 +1026,18 @@ impl OAuthServer {
     }
 }
 
+/// The strings of the list `key` of a JSON object (other entries skipped; none if absent).
+pub fn string_list(object: &serde_json::Value, key: &str) -> Vec<String> {
+    let items = object.get(key).and_then(serde_json::Value::as_array);
+    items
+        .map(|a| {
+            a.iter()
+                .filter_map(|u| u.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Appends query parameters to a URL.
 pub fn with_query(url: &str, params: &[(&str, Option<&str>)]) -> String {
     let mut out = url.to_string();
