@@ -38,6 +38,8 @@ pub struct Config {
     pub servers: Vec<ServerConfig>,
     /// The built-in OAuth authorization server's settings.
     pub oauth: crate::oauth::OAuthSettings,
+    /// The OpenAI face's settings.
+    pub openai: OpenAiSettings,
     /// Where the config came from, for messages.
     pub source: Option<PathBuf>,
 }
@@ -70,6 +72,13 @@ impl Default for Limits {
             refresh_interval: Duration::from_secs(300),
         }
     }
+}
+
+/// The OpenAI face's settings (`"openai": {...}`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OpenAiSettings {
+    /// Browser origins allowed to call `/v1` directly ("Direct Connections"); `*` for any.
+    pub cors_origins: Vec<String>,
 }
 
 /// One backend from `mcpServers`.
@@ -204,6 +213,7 @@ impl Config {
             allowed_origins: Vec::new(),
             servers: Vec::new(),
             oauth: crate::oauth::OAuthSettings::default(),
+            openai: OpenAiSettings::default(),
             source: None,
         }
     }
@@ -387,7 +397,9 @@ const OAUTH_KEYS: &[&str] = &[
     "code_ttl_secs",
     "trust_forwarded_headers",
 ];
+const OPENAI_KEYS: &[&str] = &["cors_origins"];
 const TOP_KEYS: &[&str] = &[
+    "openai",
     "oauth",
     "mcpServers",
     "listen",
@@ -630,6 +642,18 @@ impl Checker {
                 "$.limits",
                 format!("expected an object, found {}", kind(other)),
                 "write {\"max_body_bytes\": 4194304}",
+            ),
+        }
+        match top.get("openai") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(openai)) => {
+                self.unknown_keys(openai, "$.openai", OPENAI_KEYS);
+                config.openai.cors_origins = self.string_list(openai, "$.openai", "cors_origins");
+            }
+            Some(other) => self.problem(
+                "$.openai",
+                format!("expected an object, found {}", kind(other)),
+                "write {\"cors_origins\": [\"https://chat.example.net\"]}",
             ),
         }
         match top.get("oauth") {

@@ -103,6 +103,16 @@ impl SseStream {
         self.chunk(&event)
     }
 
+    /// Sends `value` as a bare `data:` event (the OpenAI streaming format) and flushes it.
+    pub fn send_data(&mut self, value: &Value) -> io::Result<()> {
+        self.send_raw_data(&serde_json::to_string(value).unwrap_or_default())
+    }
+
+    /// Sends a `data:` event with `text` as it is (e.g. `[DONE]`) and flushes it.
+    pub fn send_raw_data(&mut self, text: &str) -> io::Result<()> {
+        self.chunk(&format!("data: {text}\n\n"))
+    }
+
     /// Sends an SSE comment (a keep-alive).
     pub fn comment(&mut self, text: &str) -> io::Result<()> {
         self.chunk(&format!(": {text}\n\n"))

@@ -3,6 +3,7 @@
 
 use crate::face::mcp::McpFace;
 use crate::face::oauth as oauth_face;
+use crate::face::openai as openai_face;
 use crate::gateway::{Gateway, Principal};
 use crate::http_util::{request_header, respond_json};
 use serde_json::json;
@@ -118,7 +119,11 @@ fn route(mut request: Request, gateway: &Gateway, mcp: &McpFace) {
         );
     }
     let is_oauth = oauth_face::handles(&path);
-    if !is_oauth && !matches!(path.as_str(), "/mcp" | "/status") {
+    let is_openai = path == "/v1" || path.starts_with("/v1/");
+    if is_openai && *request.method() == Method::Options {
+        return openai_face::preflight(request, gateway);
+    }
+    if !is_oauth && !is_openai && !matches!(path.as_str(), "/mcp" | "/status") {
         return respond_json(
             request,
             404,
@@ -135,6 +140,7 @@ fn route(mut request: Request, gateway: &Gateway, mcp: &McpFace) {
     } else {
         match authenticate(&request, gateway) {
             Some(p) => Some(p),
+            None if is_openai => return openai_face::unauthorized(request, gateway),
             None => return unauthorized(request, gateway, &path),
         }
     };
@@ -159,6 +165,9 @@ fn route(mut request: Request, gateway: &Gateway, mcp: &McpFace) {
     match (path.as_str(), principal) {
         (_, None) => oauth_face::handle(gateway, request, &body),
         ("/mcp", Some(principal)) => mcp.handle(request, body, &principal),
+        (_, Some(principal)) if is_openai => {
+            openai_face::handle(gateway, request, &body, &principal)
+        }
         (_, Some(_)) if *request.method() == Method::Get => {
             respond_json(request, 200, &gateway.status_json(), &[])
         }

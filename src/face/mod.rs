@@ -3,3 +3,4 @@
 
 pub mod mcp;
 pub mod oauth;
+pub mod openai;
