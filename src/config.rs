@@ -75,10 +75,49 @@ impl Default for Limits {
 }
 
 /// The OpenAI face's settings (`"openai": {...}`).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OpenAiSettings {
     /// Browser origins allowed to call `/v1` directly ("Direct Connections"); `*` for any.
     pub cors_origins: Vec<String>,
+    /// The OpenAI-compatible LLM the tool loop talks to (none: only the built-in model).
+    pub upstream: Option<UpstreamSettings>,
+    /// Put before the conversation's own system message.
+    pub system_prompt: Option<String>,
+    /// Rounds of tool calls per request before the loop stops.
+    pub max_tool_rounds: usize,
+    /// Longest tool result (in characters) fed back to the model.
+    pub max_tool_result_chars: usize,
+    /// Globs of our namespaced tool names offered to the model (empty: all).
+    pub tools: Vec<String>,
+    /// Stream a short line per executed tool call.
+    pub show_tool_calls: bool,
+}
+
+impl Default for OpenAiSettings {
+    fn default() -> Self {
+        OpenAiSettings {
+            cors_origins: Vec::new(),
+            upstream: None,
+            system_prompt: None,
+            max_tool_rounds: 8,
+            max_tool_result_chars: 20_000,
+            tools: Vec::new(),
+            show_tool_calls: false,
+        }
+    }
+}
+
+/// An OpenAI-compatible LLM server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamSettings {
+    /// Its URL, ending in `/v1`.
+    pub base_url: String,
+    /// Its API key, if it wants one.
+    pub api_key: Option<String>,
+    /// Only these models are offered (empty: all the upstream lists).
+    pub models: Vec<String>,
+    /// Time to connect and to the first byte of an answer.
+    pub timeout: Duration,
 }
 
 /// One backend from `mcpServers`.
@@ -397,7 +436,16 @@ const OAUTH_KEYS: &[&str] = &[
     "code_ttl_secs",
     "trust_forwarded_headers",
 ];
-const OPENAI_KEYS: &[&str] = &["cors_origins"];
+const OPENAI_KEYS: &[&str] = &[
+    "cors_origins",
+    "upstream",
+    "system_prompt",
+    "max_tool_rounds",
+    "max_tool_result_chars",
+    "tools",
+    "show_tool_calls",
+];
+const UPSTREAM_KEYS: &[&str] = &["base_url", "api_key", "models", "timeout_ms"];
 const TOP_KEYS: &[&str] = &[
     "openai",
     "oauth",
@@ -646,10 +694,7 @@ impl Checker {
         }
         match top.get("openai") {
             None | Some(Value::Null) => {}
-            Some(Value::Object(openai)) => {
-                self.unknown_keys(openai, "$.openai", OPENAI_KEYS);
-                config.openai.cors_origins = self.string_list(openai, "$.openai", "cors_origins");
-            }
+            Some(Value::Object(openai)) => self.openai(openai, base, &mut config.openai),
             Some(other) => self.problem(
                 "$.openai",
                 format!("expected an object, found {}", kind(other)),
@@ -704,6 +749,79 @@ impl Checker {
         }
         if let Some(v) = self.number(map, path, "refresh_interval_secs", 5, 86_400) {
             limits.refresh_interval = Duration::from_secs(v);
+        }
+    }
+
+    fn openai(&mut self, map: &Map<String, Value>, base: &Path, openai: &mut OpenAiSettings) {
+        let path = "$.openai";
+        self.unknown_keys(map, path, OPENAI_KEYS);
+        openai.cors_origins = self.string_list(map, path, "cors_origins");
+        openai.tools = self.string_list(map, path, "tools");
+        if let Some(v) = self.boolean(map, path, "show_tool_calls") {
+            openai.show_tool_calls = v;
+        }
+        if let Some(v) = self.number(map, path, "max_tool_rounds", 1, 100) {
+            openai.max_tool_rounds = v as usize;
+        }
+        if let Some(v) = self.number(map, path, "max_tool_result_chars", 100, 10_000_000) {
+            openai.max_tool_result_chars = v as usize;
+        }
+        match map.get("system_prompt") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(text)) => openai.system_prompt = Some(text.clone()),
+            Some(Value::Object(file)) => {
+                let at = "$.openai.system_prompt";
+                self.unknown_keys(file, at, &["file"]);
+                if let Some(name) = self.string(file, at, "file") {
+                    let file_path = if Path::new(&name).is_relative() {
+                        base.join(&name)
+                    } else {
+                        PathBuf::from(&name)
+                    };
+                    match std::fs::read_to_string(&file_path) {
+                        Ok(text) => openai.system_prompt = Some(text),
+                        Err(e) => self.problem(
+                            &format!("{at}.file"),
+                            format!("cannot read {}: {e}", file_path.display()),
+                            "give the path of a text file (relative to the config file)",
+                        ),
+                    }
+                }
+            }
+            Some(other) => self.problem(
+                "$.openai.system_prompt",
+                format!(
+                    "expected a string or {{\"file\": ...}}, found {}",
+                    kind(other)
+                ),
+                "write the prompt, or {\"file\": \"prompt.txt\"}",
+            ),
+        }
+        match map.get("upstream") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(up)) => {
+                let at = "$.openai.upstream";
+                self.unknown_keys(up, at, UPSTREAM_KEYS);
+                let base_url = self.string(up, at, "base_url").unwrap_or_default();
+                if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+                    self.problem(&format!("{at}.base_url"), format!("\"{base_url}\" is not an http:// or https:// URL"), "the server's OpenAI base URL, e.g. \"http://127.0.0.1:11434/v1\" for Ollama");
+                }
+                let timeout = self
+                    .number(up, at, "timeout_ms", 100, 3_600_000)
+                    .map(Duration::from_millis)
+                    .unwrap_or(Duration::from_secs(60));
+                openai.upstream = Some(UpstreamSettings {
+                    base_url,
+                    api_key: self.string(up, at, "api_key"),
+                    models: self.string_list(up, at, "models"),
+                    timeout,
+                });
+            }
+            Some(other) => self.problem(
+                "$.openai.upstream",
+                format!("expected an object, found {}", kind(other)),
+                "write {\"base_url\": \"http://127.0.0.1:11434/v1\"}",
+            ),
         }
     }
 

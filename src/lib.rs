@@ -22,6 +22,7 @@ pub mod face;
 pub mod gateway;
 pub mod http_util;
 pub mod jsonrpc;
+pub mod llm;
 pub mod oauth;
 pub mod server;
 pub mod sse;

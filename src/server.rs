@@ -3,7 +3,7 @@
 
 use crate::face::mcp::McpFace;
 use crate::face::oauth as oauth_face;
-use crate::face::openai as openai_face;
+use crate::face::openai::{self as openai_face, OpenAiFace};
 use crate::gateway::{Gateway, Principal};
 use crate::http_util::{request_header, respond_json};
 use serde_json::json;
@@ -34,6 +34,12 @@ impl std::fmt::Display for ServeError {
 
 impl std::error::Error for ServeError {}
 
+/// The protocols served, each with the state it keeps.
+struct Faces {
+    mcp: Arc<McpFace>,
+    openai: Arc<OpenAiFace>,
+}
+
 /// A bound, running HTTP server.
 pub struct HttpServer {
     server: Arc<Server>,
@@ -55,15 +61,18 @@ impl HttpServer {
             Server::from_listener_with_timeouts(listener, None, io_timeout)
                 .map_err(|e| ServeError::Setup(e.to_string()))?,
         );
-        let mcp = McpFace::new(Arc::clone(&gateway));
+        let faces = Arc::new(Faces {
+            mcp: McpFace::new(Arc::clone(&gateway)),
+            openai: OpenAiFace::new(Arc::clone(&gateway)),
+        });
         let mut workers = Vec::new();
         for n in 0..gateway.config.workers {
             let server = Arc::clone(&server);
             let gateway = Arc::clone(&gateway);
-            let mcp = Arc::clone(&mcp);
+            let faces = Arc::clone(&faces);
             let handle = std::thread::Builder::new()
                 .name(format!("worker-{n}"))
-                .spawn(move || worker(&server, &gateway, &mcp))
+                .spawn(move || worker(&server, &gateway, &faces))
                 .map_err(|e| ServeError::Setup(format!("cannot start worker threads: {e}")))?;
             workers.push(handle);
         }
@@ -87,7 +96,7 @@ impl HttpServer {
     }
 }
 
-fn worker(server: &Server, gateway: &Arc<Gateway>, mcp: &Arc<McpFace>) {
+fn worker(server: &Server, gateway: &Arc<Gateway>, faces: &Faces) {
     loop {
         let request = match server.recv() {
             Ok(r) => r,
@@ -98,7 +107,7 @@ fn worker(server: &Server, gateway: &Arc<Gateway>, mcp: &Arc<McpFace>) {
         };
         let path = request.url().to_string();
         // A panic must cost one request, never the worker or the process.
-        if catch_unwind(AssertUnwindSafe(|| route(request, gateway, mcp))).is_err() {
+        if catch_unwind(AssertUnwindSafe(|| route(request, gateway, faces))).is_err() {
             log::error!("internal error while answering {path}; the request was dropped");
         }
     }
@@ -108,7 +117,7 @@ fn path_of(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
 }
 
-fn route(mut request: Request, gateway: &Gateway, mcp: &McpFace) {
+fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
     let path = path_of(request.url()).trim_end_matches('/').to_string();
     if path == "/health" {
         return respond_json(
@@ -164,10 +173,8 @@ fn route(mut request: Request, gateway: &Gateway, mcp: &McpFace) {
     }
     match (path.as_str(), principal) {
         (_, None) => oauth_face::handle(gateway, request, &body),
-        ("/mcp", Some(principal)) => mcp.handle(request, body, &principal),
-        (_, Some(principal)) if is_openai => {
-            openai_face::handle(gateway, request, &body, &principal)
-        }
+        ("/mcp", Some(principal)) => faces.mcp.handle(request, body, &principal),
+        (_, Some(principal)) if is_openai => faces.openai.handle(request, &body, &principal),
         (_, Some(_)) if *request.method() == Method::Get => {
             respond_json(request, 200, &gateway.status_json(), &[])
         }

@@ -11,11 +11,20 @@ use crate::backend::CallOptions;
 use crate::catalog::{ListKind, Route};
 use crate::gateway::{Gateway, Principal};
 use crate::http_util::{request_header, respond_json, SseStream};
-use serde_json::{json, Value};
+use crate::llm::{LlmError, ToolCall, ToolCallAssembler, Upstream};
+use serde_json::{json, Map, Value};
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tiny_http::{Method, Request, Response};
 
 /// The model that works without an LLM.
 pub const BUILTIN_MODEL: &str = "mcp-gateway";
+/// `plain/<model>` sends the conversation to `<model>` without any tool of ours (for Open
+/// WebUI's title, tag and follow-up requests: choose it as the "task model").
+pub const PLAIN_PREFIX: &str = "plain/";
+const MODELS_REFRESH: Duration = Duration::from_secs(60);
+const MODELS_RETRY: Duration = Duration::from_secs(5);
 
 const HELP: &str =
     "This is the mcp-gateway model: it needs no LLM and runs your MCP tools directly.\n\n\
@@ -116,51 +125,162 @@ pub fn preflight(request: Request, gateway: &Gateway) {
     let _ = request.respond(response);
 }
 
-/// Answers one authenticated request under `/v1`.
-pub fn handle(gateway: &Gateway, request: Request, body: &[u8], principal: &Principal) {
-    let path = request
-        .url()
-        .split('?')
-        .next()
-        .unwrap_or("")
-        .trim_end_matches('/')
-        .to_string();
-    let cors = cors_headers(gateway, &request);
-    let outcome = match (request.method(), path.as_str()) {
-        (Method::Get, "/v1/models") => {
-            Ok(json!({"object": "list", "data": [model_entry(BUILTIN_MODEL)]}))
+/// The OpenAI face: the upstream LLM (if configured) and the models it was last seen to offer.
+pub struct OpenAiFace {
+    gateway: Arc<Gateway>,
+    upstream: Option<Upstream>,
+    /// The upstream's models as last listed (or the configured allowlist before that).
+    upstream_models: RwLock<Vec<String>>,
+}
+
+impl OpenAiFace {
+    /// Creates the face; with an upstream, a thread keeps its model list fresh in the
+    /// background so `/v1/models` is always answered from memory.
+    pub fn new(gateway: Arc<Gateway>) -> Arc<OpenAiFace> {
+        let settings = gateway.config.openai.upstream.clone();
+        let upstream = settings
+            .as_ref()
+            .map(|u| Upstream::new(&u.base_url, u.api_key.clone(), u.timeout));
+        let allowlist = settings.map(|u| u.models).unwrap_or_default();
+        let face = Arc::new(OpenAiFace {
+            gateway,
+            upstream,
+            upstream_models: RwLock::new(allowlist),
+        });
+        if face.upstream.is_some() {
+            let weak = Arc::downgrade(&face);
+            let _ = std::thread::Builder::new()
+                .name("llm-models".into())
+                .spawn(move || loop {
+                    let listed = match weak.upgrade() {
+                        Some(face) => face.refresh_models(),
+                        None => return,
+                    };
+                    // Try again soon while the upstream is down (it may still be starting).
+                    std::thread::sleep(if listed { MODELS_REFRESH } else { MODELS_RETRY });
+                });
         }
-        (Method::Get, p) if p.starts_with("/v1/models/") => {
-            let id = &p["/v1/models/".len()..];
-            if id == BUILTIN_MODEL {
-                Ok(model_entry(id))
-            } else {
-                Err(model_not_found(id))
+        face
+    }
+
+    /// Lists the upstream's models; false if it could not be reached.
+    fn refresh_models(&self) -> bool {
+        let Some(upstream) = &self.upstream else {
+            return false;
+        };
+        match upstream.list_models() {
+            Ok(mut ids) => {
+                let allowlist = self
+                    .gateway
+                    .config
+                    .openai
+                    .upstream
+                    .as_ref()
+                    .map(|u| u.models.clone())
+                    .unwrap_or_default();
+                if !allowlist.is_empty() {
+                    ids.retain(|id| allowlist.contains(id));
+                }
+                *self
+                    .upstream_models
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = ids;
+                true
+            }
+            Err(e) => {
+                log::warn!(
+                    "cannot list the upstream LLM's models (keeping the last known ones): {e}"
+                );
+                false
             }
         }
-        (Method::Post, "/v1/chat/completions") => {
-            return chat(gateway, request, body, principal, cors);
+    }
+
+    /// Every model id we offer: the built-in one, the upstream's, and a `plain/` variant of each.
+    fn model_ids(&self) -> Vec<String> {
+        let upstream = self
+            .upstream_models
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut ids = vec![BUILTIN_MODEL.to_string()];
+        ids.extend(upstream.iter().cloned());
+        ids.extend(upstream.iter().map(|id| format!("{PLAIN_PREFIX}{id}")));
+        ids
+    }
+
+    /// Answers one authenticated request under `/v1`.
+    pub fn handle(&self, request: Request, body: &[u8], principal: &Principal) {
+        let gateway = &*self.gateway;
+        let path = request
+            .url()
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .to_string();
+        let cors = cors_headers(gateway, &request);
+        let outcome = match (request.method(), path.as_str()) {
+            (Method::Get, "/v1/models") => {
+                let data: Vec<Value> = self.model_ids().iter().map(|id| model_entry(id)).collect();
+                Ok(json!({"object": "list", "data": data}))
+            }
+            (Method::Get, p) if p.starts_with("/v1/models/") => {
+                let id = &p["/v1/models/".len()..];
+                if self.model_ids().iter().any(|m| m == id) {
+                    Ok(model_entry(id))
+                } else {
+                    Err(model_not_found(id))
+                }
+            }
+            (Method::Post, "/v1/chat/completions") => return self.chat(request, body, principal, cors),
+            (_, "/v1/models" | "/v1/chat/completions") => Err(ApiError { status: 405, kind: "invalid_request_error", code: None, param: None, message: format!("{} is not allowed on {path}", request.method()) }),
+            _ => Err(ApiError { status: 404, kind: "invalid_request_error", code: Some("unknown_url"), param: None, message: format!("unknown endpoint {path}; this gateway serves /v1/models and /v1/chat/completions") }),
+        };
+        match outcome {
+            Ok(value) => respond_json(request, 200, &value, &cors),
+            Err(error) => respond_json(request, error.status, &error.body(), &cors),
         }
-        (_, "/v1/models" | "/v1/chat/completions") => Err(ApiError {
-            status: 405,
-            kind: "invalid_request_error",
-            code: None,
-            param: None,
-            message: format!("{} is not allowed on {path}", request.method()),
-        }),
-        _ => Err(ApiError {
-            status: 404,
-            kind: "invalid_request_error",
-            code: Some("unknown_url"),
-            param: None,
-            message: format!(
-                "unknown endpoint {path}; this gateway serves /v1/models and /v1/chat/completions"
-            ),
-        }),
-    };
-    match outcome {
-        Ok(value) => respond_json(request, 200, &value, &cors),
-        Err(error) => respond_json(request, error.status, &error.body(), &cors),
+    }
+
+    fn chat(
+        &self,
+        request: Request,
+        body: &[u8],
+        principal: &Principal,
+        cors: Vec<(String, String)>,
+    ) {
+        let chat = match parse_chat(body) {
+            Ok(c) => c,
+            Err(e) => return respond_json(request, e.status, &e.body(), &cors),
+        };
+        if chat.model == BUILTIN_MODEL {
+            return builtin_chat(&self.gateway, request, chat, principal, cors);
+        }
+        let (base_model, plain) = match chat.model.strip_prefix(PLAIN_PREFIX) {
+            Some(base) => (base.to_string(), true),
+            None => (chat.model.clone(), false),
+        };
+        let known = self
+            .upstream_models
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(upstream) = self
+            .upstream
+            .as_ref()
+            .filter(|_| known.is_empty() || known.contains(&base_model))
+        else {
+            let e = model_not_found(&chat.model);
+            return respond_json(request, e.status, &e.body(), &cors);
+        };
+        let tool_loop = ToolLoop {
+            gateway: &self.gateway,
+            upstream,
+            principal,
+            settings: &self.gateway.config.openai,
+        };
+        tool_loop.run(request, chat, base_model, plain, cors);
     }
 }
 
@@ -180,6 +300,8 @@ fn model_not_found(id: &str) -> ApiError {
 
 /// A checked chat request.
 struct ChatRequest {
+    /// The whole request, passed on to the upstream (with our changes).
+    body: Map<String, Value>,
     model: String,
     stream: bool,
     include_usage: bool,
@@ -257,6 +379,7 @@ fn parse_chat(body: &[u8]) -> Result<ChatRequest, ApiError> {
         .map(message_text)
         .unwrap_or_default();
     Ok(ChatRequest {
+        body: object.clone(),
         model,
         stream,
         include_usage,
@@ -277,28 +400,15 @@ fn message_text(message: &Value) -> String {
     }
 }
 
-fn chat(
+fn builtin_chat(
     gateway: &Gateway,
     request: Request,
-    body: &[u8],
+    chat: ChatRequest,
     principal: &Principal,
     cors: Vec<(String, String)>,
 ) {
-    let chat = match parse_chat(body) {
-        Ok(c) => c,
-        Err(e) => return respond_json(request, e.status, &e.body(), &cors),
-    };
-    if chat.model != BUILTIN_MODEL {
-        let e = model_not_found(&chat.model);
-        return respond_json(request, e.status, &e.body(), &cors);
-    }
     let answer = builtin_answer(gateway, principal, &chat.last_user_text);
-    let id = format!(
-        "chatcmpl-{}",
-        crate::tokens::generate_token()
-            .map(|t| t[4..28].to_string())
-            .unwrap_or_default()
-    );
+    let id = completion_id();
     let created = crate::tokens::now_secs();
     let usage = json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0});
     if !chat.stream {
@@ -461,6 +571,476 @@ fn catalog_markdown(gateway: &Gateway, principal: &Principal) -> String {
         out.push_str(&format!("\n### {server}\n{}\n", lines.join("\n")));
     }
     out
+}
+
+fn completion_id() -> String {
+    format!(
+        "chatcmpl-{}",
+        crate::tokens::generate_token()
+            .map(|t| t[4..28].to_string())
+            .unwrap_or_default()
+    )
+}
+
+/// Open WebUI's title, tag and follow-up requests: a `### Task:` prompt.
+fn is_task_request(messages: &[Value]) -> bool {
+    messages
+        .iter()
+        .any(|m| message_text(m).trim_start().starts_with("### Task:"))
+}
+
+/// An input schema as OpenAI-style validators want `parameters`: an object schema with
+/// `properties`.
+fn as_parameters(schema: Option<&Value>) -> Value {
+    let mut schema = schema
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    if schema.get("type").is_none() {
+        schema["type"] = json!("object");
+    }
+    if schema.get("type") == Some(&json!("object")) && schema.get("properties").is_none() {
+        schema["properties"] = json!({});
+    }
+    schema
+}
+
+/// Where the answer goes: collected for one JSON reply, or streamed as chunks (the stream is
+/// opened at the first thing to send, so an upstream that fails at once still gets a plain
+/// HTTP error).
+struct Sink {
+    request: Option<Request>,
+    stream: Option<SseStream>,
+    streaming: bool,
+    cors: Vec<(String, String)>,
+    id: String,
+    created: u64,
+    model: String,
+    notes: String,
+    broken: bool,
+}
+
+impl Sink {
+    fn chunk(&self, delta: Value, finish: Value) -> Value {
+        json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    }
+
+    fn send(&mut self, value: &Value) {
+        if self.broken {
+            return;
+        }
+        if self.stream.is_none() {
+            let Some(request) = self.request.take() else {
+                return;
+            };
+            match SseStream::start(request, &self.cors) {
+                Ok(stream) => self.stream = Some(stream),
+                Err(e) => {
+                    log::debug!("client went away: {e}");
+                    self.broken = true;
+                    return;
+                }
+            }
+            let first = self.chunk(json!({"role": "assistant", "content": ""}), Value::Null);
+            if let Some(stream) = self.stream.as_mut() {
+                if stream.send_data(&first).is_err() {
+                    self.broken = true;
+                    return;
+                }
+            }
+        }
+        if let Some(stream) = self.stream.as_mut() {
+            if let Err(e) = stream.send_data(value) {
+                log::debug!("client went away during a streamed answer: {e}");
+                self.broken = true;
+            }
+        }
+    }
+
+    /// Text for the user as it comes (streamed at once; collected otherwise).
+    fn content(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        if self.streaming {
+            let chunk = self.chunk(json!({"content": text}), Value::Null);
+            self.send(&chunk);
+        } else {
+            self.notes.push_str(text);
+        }
+    }
+
+    /// The end: the last round's text (for a JSON reply), client tool calls, finish reason,
+    /// usage.
+    fn finish(
+        mut self,
+        final_text: &str,
+        client_calls: &[ToolCall],
+        finish_reason: &str,
+        usage: Option<Value>,
+        include_usage: bool,
+    ) {
+        if !self.streaming {
+            let Some(request) = self.request.take() else {
+                return;
+            };
+            let mut message =
+                json!({"role": "assistant", "content": format!("{}{final_text}", self.notes)});
+            if !client_calls.is_empty() {
+                message["tool_calls"] =
+                    Value::Array(client_calls.iter().map(ToolCall::to_value).collect());
+                if final_text.is_empty() && self.notes.is_empty() {
+                    message["content"] = Value::Null;
+                }
+            }
+            let completion = json!({
+                "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+                "usage": usage.unwrap_or_else(|| json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})),
+            });
+            return respond_json(request, 200, &completion, &self.cors);
+        }
+        if !client_calls.is_empty() {
+            let calls: Vec<Value> = client_calls
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let mut v = c.to_value();
+                    v["index"] = json!(i);
+                    v
+                })
+                .collect();
+            let chunk = self.chunk(json!({"tool_calls": calls}), Value::Null);
+            self.send(&chunk);
+        }
+        let last = self.chunk(json!({}), json!(finish_reason));
+        self.send(&last);
+        if include_usage {
+            let usage = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model, "choices": [], "usage": usage.unwrap_or_else(|| json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}))});
+            self.send(&usage);
+        }
+        self.done();
+    }
+
+    fn done(mut self) {
+        if let Some(mut stream) = self.stream.take() {
+            if !self.broken {
+                let _ = stream.send_raw_data("[DONE]").and_then(|_| stream.finish());
+            }
+        }
+    }
+
+    /// The upstream failed: an HTTP error before anything was sent, an error event after.
+    fn fail(mut self, error: &LlmError) {
+        let (status, code) = match error {
+            LlmError::Timeout(_) => (504, "upstream_timeout"),
+            _ => (502, "upstream_error"),
+        };
+        log::warn!("{error}");
+        let body = ApiError {
+            status,
+            kind: "upstream_error",
+            code: Some(code),
+            param: None,
+            message: error.to_string(),
+        }
+        .body();
+        match self.request.take() {
+            Some(request) => respond_json(request, status, &body, &self.cors),
+            None => {
+                self.send(&body);
+                self.done();
+            }
+        }
+    }
+}
+
+/// Adds up the usage of every round.
+#[derive(Default)]
+struct Usage {
+    prompt: u64,
+    completion: u64,
+    seen: bool,
+}
+
+impl Usage {
+    fn add(&mut self, usage: Option<&Value>) {
+        if let Some(u) = usage.filter(|u| u.is_object()) {
+            self.prompt += u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0);
+            self.completion += u
+                .get("completion_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            self.seen = true;
+        }
+    }
+
+    fn total(&self) -> Option<Value> {
+        self.seen.then(|| json!({"prompt_tokens": self.prompt, "completion_tokens": self.completion, "total_tokens": self.prompt + self.completion}))
+    }
+}
+
+/// The server-side tool loop: the model asks, the gateway runs its own tools, the model is
+/// asked again, until it answers or calls the client's own tools.
+struct ToolLoop<'a> {
+    gateway: &'a Gateway,
+    upstream: &'a Upstream,
+    principal: &'a Principal,
+    settings: &'a crate::config::OpenAiSettings,
+}
+
+/// What one upstream round said.
+struct Round {
+    content: String,
+    calls: Vec<ToolCall>,
+    finish_reason: Option<String>,
+}
+
+impl ToolLoop<'_> {
+    /// Our tools this principal may use and `openai.tools` offers, in OpenAI form.
+    fn offered_tools(&self) -> Vec<Value> {
+        let catalog = self.gateway.catalog();
+        let globs = &self.settings.tools;
+        catalog
+            .visible(ListKind::Tools, &|b| self.gateway.allows(self.principal, b))
+            .into_iter()
+            .filter_map(|tool| {
+                let name = tool.get("name")?.as_str()?.to_string();
+                if !globs.is_empty() && !globs.iter().any(|g| crate::catalog::glob_match(g, &name)) {
+                    return None;
+                }
+                let description = tool.get("description").and_then(Value::as_str).unwrap_or("");
+                Some(json!({"type": "function", "function": {"name": name, "description": description, "parameters": as_parameters(tool.get("inputSchema"))}}))
+            })
+            .collect()
+    }
+
+    fn run(
+        &self,
+        request: Request,
+        chat: ChatRequest,
+        upstream_model: String,
+        plain: bool,
+        cors: Vec<(String, String)>,
+    ) {
+        let client_tools: Vec<Value> = chat
+            .body
+            .get("tools")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let client_names: HashSet<String> = client_tools
+            .iter()
+            .filter_map(|t| {
+                t.pointer("/function/name")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            })
+            .collect();
+        let client_messages: Vec<Value> = chat
+            .body
+            .get("messages")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let task = client_tools.is_empty() && is_task_request(&client_messages);
+        let ours = if plain || task {
+            Vec::new()
+        } else {
+            self.offered_tools()
+        };
+        let mut messages = Vec::new();
+        if let (Some(prompt), false) = (&self.settings.system_prompt, plain || task) {
+            messages.push(json!({"role": "system", "content": prompt}));
+        }
+        messages.extend(client_messages);
+        let mut sink = Sink {
+            request: Some(request),
+            stream: None,
+            streaming: chat.stream,
+            cors,
+            id: completion_id(),
+            created: crate::tokens::now_secs(),
+            model: chat.model.clone(),
+            notes: String::new(),
+            broken: false,
+        };
+        let mut usage = Usage::default();
+        let max_rounds = self.settings.max_tool_rounds;
+        for round_number in 0..=max_rounds {
+            let mut body = chat.body.clone();
+            body.insert("model".into(), json!(upstream_model));
+            body.insert("messages".into(), Value::Array(messages.clone()));
+            let mut tools = client_tools.clone();
+            tools.extend(ours.iter().cloned());
+            if tools.is_empty() {
+                body.remove("tools");
+                body.remove("tool_choice");
+            } else {
+                body.insert("tools".into(), Value::Array(tools));
+            }
+            if chat.stream {
+                body.insert("stream".into(), json!(true));
+                body.insert("stream_options".into(), json!({"include_usage": true}));
+            }
+            let round = match self.ask(&body, chat.stream, &mut sink, &mut usage) {
+                Ok(r) => r,
+                Err(e) => return sink.fail(&e),
+            };
+            let (client_calls, our_calls): (Vec<ToolCall>, Vec<ToolCall>) = round
+                .calls
+                .into_iter()
+                .partition(|c| client_names.contains(&c.name));
+            if !client_calls.is_empty() {
+                // The client runs its own tools and calls again; calls to ours in the same turn
+                // are not run (the model can ask again once it has the client's results).
+                if !our_calls.is_empty() {
+                    log::info!("the model called the client's tools and ours in one turn: handing back the client's, not running ours");
+                }
+                return sink.finish(
+                    &round.content,
+                    &client_calls,
+                    "tool_calls",
+                    usage.total(),
+                    chat.include_usage,
+                );
+            }
+            if our_calls.is_empty() {
+                let reason = round.finish_reason.unwrap_or_else(|| "stop".into());
+                let reason = if reason == "tool_calls" {
+                    "stop".to_string()
+                } else {
+                    reason
+                };
+                return sink.finish(
+                    &round.content,
+                    &[],
+                    &reason,
+                    usage.total(),
+                    chat.include_usage,
+                );
+            }
+            if round_number == max_rounds {
+                let note = format!("\n\n(Stopped after {max_rounds} rounds of tool calls: the model kept asking for more tools.)");
+                sink.content(&note);
+                return sink.finish("", &[], "stop", usage.total(), chat.include_usage);
+            }
+            let content = if round.content.is_empty() {
+                Value::Null
+            } else {
+                json!(round.content)
+            };
+            messages.push(json!({"role": "assistant", "content": content, "tool_calls": our_calls.iter().map(ToolCall::to_value).collect::<Vec<_>>()}));
+            for call in &our_calls {
+                if self.settings.show_tool_calls {
+                    sink.content(&format!("> running `{}`\n\n", call.name));
+                }
+                let result = self.execute(call);
+                messages.push(json!({"role": "tool", "tool_call_id": call.id, "content": result}));
+            }
+        }
+    }
+
+    /// One upstream round; streamed text is passed on to the client as it comes.
+    fn ask(
+        &self,
+        body: &Map<String, Value>,
+        stream: bool,
+        sink: &mut Sink,
+        usage: &mut Usage,
+    ) -> Result<Round, LlmError> {
+        let body = Value::Object(body.clone());
+        if !stream {
+            let completion = self.upstream.complete(&body)?;
+            usage.add(completion.get("usage"));
+            let message = completion
+                .pointer("/choices/0/message")
+                .cloned()
+                .ok_or_else(|| LlmError::Protocol("the answer has no choices[0].message".into()))?;
+            let mut assembler = ToolCallAssembler::default();
+            if let Some(calls) = message.get("tool_calls") {
+                assembler.add(calls);
+            }
+            return Ok(Round {
+                content: message
+                    .get("content")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                calls: assembler.finish(),
+                finish_reason: completion
+                    .pointer("/choices/0/finish_reason")
+                    .and_then(Value::as_str)
+                    .map(String::from),
+            });
+        }
+        let mut round = Round {
+            content: String::new(),
+            calls: Vec::new(),
+            finish_reason: None,
+        };
+        let mut assembler = ToolCallAssembler::default();
+        self.upstream.stream(&body, &mut |chunk| {
+            usage.add(chunk.get("usage"));
+            let Some(choice) = chunk.pointer("/choices/0") else {
+                return;
+            };
+            if let Some(text) = choice.pointer("/delta/content").and_then(Value::as_str) {
+                round.content.push_str(text);
+                sink.content(text);
+            }
+            if let Some(calls) = choice.pointer("/delta/tool_calls") {
+                assembler.add(calls);
+            }
+            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                round.finish_reason = Some(reason.to_string());
+            }
+        })?;
+        round.calls = assembler.finish();
+        Ok(round)
+    }
+
+    /// Runs one of our tools; the result (or the error) as text for the model.
+    fn execute(&self, call: &ToolCall) -> String {
+        let arguments = match call.arguments_object() {
+            Ok(a) => a,
+            Err(e) => return format!("Error: {e}. Call `{}` again with a JSON object.", call.name),
+        };
+        let text = match self.gateway.call_tool(
+            self.principal,
+            &call.name,
+            arguments,
+            CallOptions::default(),
+            &mut |_| {},
+        ) {
+            Ok(result) => {
+                let mut parts: Vec<String> = result
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.get("text").and_then(Value::as_str).map(String::from))
+                    .collect();
+                if let Some(structured) = result.get("structuredContent") {
+                    parts.push(structured.to_string());
+                }
+                let joined = parts.join("\n");
+                if result.get("isError").and_then(Value::as_bool) == Some(true) {
+                    format!("Error: {joined}")
+                } else {
+                    joined
+                }
+            }
+            Err(e) => format!("Error: {}", e.message),
+        };
+        let limit = self.settings.max_tool_result_chars;
+        if text.chars().count() > limit {
+            let cut: String = text.chars().take(limit).collect();
+            format!("{cut}\n[result cut at {limit} characters]")
+        } else {
+            text
+        }
+    }
 }
 
 #[cfg(test)]
