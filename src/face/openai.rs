@@ -14,6 +14,7 @@ use crate::http_util::{request_header, respond_json, SseStream};
 use crate::llm::{LlmError, ToolCall, ToolCallAssembler, Upstream};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tiny_http::{Method, Request, Response};
@@ -131,6 +132,8 @@ pub struct OpenAiFace {
     upstream: Option<Upstream>,
     /// The upstream's models as last listed (or the configured allowlist before that).
     upstream_models: RwLock<Vec<String>>,
+    /// Whether the last model listing failed (to log an outage once).
+    upstream_down: AtomicBool,
 }
 
 impl OpenAiFace {
@@ -146,6 +149,7 @@ impl OpenAiFace {
             gateway,
             upstream,
             upstream_models: RwLock::new(allowlist),
+            upstream_down: AtomicBool::new(false),
         });
         if face.upstream.is_some() {
             let weak = Arc::downgrade(&face);
@@ -185,12 +189,18 @@ impl OpenAiFace {
                     .upstream_models
                     .write()
                     .unwrap_or_else(|e| e.into_inner()) = ids;
+                if self.upstream_down.swap(false, Ordering::Relaxed) {
+                    log::info!("the upstream LLM answers again");
+                }
                 true
             }
             Err(e) => {
-                log::warn!(
-                    "cannot list the upstream LLM's models (keeping the last known ones): {e}"
-                );
+                // Said once per outage, not at every retry.
+                if !self.upstream_down.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "cannot list the upstream LLM's models (keeping the last known ones): {e}"
+                    );
+                }
                 false
             }
         }
