@@ -3,7 +3,7 @@
 //! with PKCE) and revocation (RFC 7009). The rules themselves live in [`crate::oauth`].
 
 use crate::gateway::Gateway;
-use crate::http_util::{request_header, respond_json};
+use crate::http_util::{request_header, respond_empty, respond_json};
 use crate::oauth::{self, AuthorizeFailure, AuthorizeRequest, OAuthError, PendingAuthorization};
 use serde_json::{json, Value};
 use tiny_http::{Method, Request, Response};
@@ -93,14 +93,7 @@ pub fn handle(gateway: &Gateway, request: Request, body: &[u8]) {
         .to_string();
     let base = base_url(gateway, &request);
     if *request.method() == Method::Options {
-        let mut response = Response::empty(204);
-        for (k, v) in cors() {
-            if let Some(h) = crate::http_util::header(&k, &v) {
-                response.add_header(h);
-            }
-        }
-        let _ = request.respond(response);
-        return;
+        return respond_empty(request, 204, &cors());
     }
     match (request.method().clone(), path.as_str()) {
         (
@@ -564,17 +557,16 @@ fn remote_address(request: &Request) -> String {
 }
 
 fn redirect(request: Request, location: &str) {
-    let mut response = Response::empty(302);
-    for (k, v) in [
+    let headers = [
         ("Location", location),
         ("Cache-Control", "no-store"),
         ("Referrer-Policy", "no-referrer"),
-    ] {
-        if let Some(h) = crate::http_util::header(k, v) {
-            response.add_header(h);
-        }
-    }
-    let _ = request.respond(response);
+    ];
+    respond_empty(
+        request,
+        302,
+        &headers.map(|(k, v)| (k.to_string(), v.to_string())),
+    );
 }
 
 fn origin_of(url: &str) -> String {

@@ -10,14 +10,14 @@
 use crate::backend::CallOptions;
 use crate::catalog::{ListKind, Route};
 use crate::gateway::{Gateway, Principal};
-use crate::http_util::{request_header, respond_json, SseStream};
+use crate::http_util::{request_header, respond_empty, respond_json, SseStream};
 use crate::llm::{LlmError, ToolCall, ToolCallAssembler, Upstream};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tiny_http::{Method, Request, Response};
+use tiny_http::{Method, Request};
 
 /// The model that works without an LLM.
 pub const BUILTIN_MODEL: &str = "mcp-gateway";
@@ -117,13 +117,7 @@ pub fn cors_headers(gateway: &Gateway, request: &Request) -> Vec<(String, String
 pub fn preflight(request: Request, gateway: &Gateway) {
     let headers = cors_headers(gateway, &request);
     let status = if headers.is_empty() { 403 } else { 204 };
-    let mut response = Response::empty(status);
-    for (k, v) in headers {
-        if let Some(h) = crate::http_util::header(&k, &v) {
-            response.add_header(h);
-        }
-    }
-    let _ = request.respond(response);
+    respond_empty(request, status, &headers);
 }
 
 /// The OpenAI face: the upstream LLM (if configured) and the models it was last seen to offer.
