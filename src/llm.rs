@@ -105,7 +105,7 @@ impl Upstream {
             builder = builder.header("Authorization", format!("Bearer {key}"));
         }
         let response = builder.call().map_err(|e| self.map_error(e))?;
-        let value = read_json(response)?;
+        let value = read_json(response, self.timeout)?;
         let data = value
             .get("data")
             .and_then(Value::as_array)
@@ -118,15 +118,20 @@ impl Upstream {
 
     /// A non-streamed chat completion.
     pub fn complete(&self, body: &Value) -> Result<Value, LlmError> {
-        let builder = self.authorised(
-            self.agent
-                .post(format!("{}/chat/completions", self.base_url))
-                .header("Content-Type", "application/json"),
-        );
+        // Once the headers are in, a whole answer must not trickle in for minutes.
+        let builder = self
+            .authorised(
+                self.agent
+                    .post(format!("{}/chat/completions", self.base_url))
+                    .header("Content-Type", "application/json"),
+            )
+            .config()
+            .timeout_recv_body(Some(self.timeout))
+            .build();
         let response = builder
             .send(body.to_string())
             .map_err(|e| self.map_error(e))?;
-        read_json(response)
+        read_json(response, self.timeout)
     }
 
     /// A streamed chat completion: `on_chunk` gets each `chat.completion.chunk` as it arrives.
@@ -152,13 +157,41 @@ impl Upstream {
             .unwrap_or(false);
         if is_json {
             // A server that ignores `stream`: turn its whole answer into one chunk.
-            let value = read_json(response)?;
+            let value = read_json(response, self.timeout)?;
             on_chunk(completion_as_chunk(&value));
             return Ok(());
         }
-        let mut events = SseReader::new(BufReader::new(response.into_body().into_reader()));
+        // Events are read on a thread of their own so that silence longer than the timeout
+        // ends the wait (ureq bounds a whole body, not the gap between two pieces of it).
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<std::io::Result<Option<crate::sse::SseEvent>>>(64);
+        let reader = response.into_body().into_reader();
+        let spawned = std::thread::Builder::new()
+            .name("llm-stream".into())
+            .spawn(move || {
+                let mut events = SseReader::new(BufReader::new(reader));
+                loop {
+                    let next = events.next_event();
+                    let end = !matches!(next, Ok(Some(_)));
+                    if tx.send(next).is_err() || end {
+                        return;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            return Err(LlmError::Protocol(format!(
+                "cannot start a reader thread: {e}"
+            )));
+        }
         loop {
-            match events.next_event() {
+            let next = match rx.recv_timeout(self.timeout) {
+                Ok(next) => next,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(LlmError::Timeout(self.timeout))
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            match next {
                 Ok(Some(event)) => {
                     let data = event.data.trim();
                     if data == "[DONE]" {
@@ -184,12 +217,7 @@ impl Upstream {
                     }
                 }
                 Ok(None) => return Ok(()),
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::TimedOut
-                        || e.kind() == std::io::ErrorKind::WouldBlock =>
-                {
-                    return Err(LlmError::Timeout(self.timeout))
-                }
+                Err(e) if is_timeout(&e) => return Err(LlmError::Timeout(self.timeout)),
                 Err(e) => return Err(LlmError::Unreachable(format!("the stream broke: {e}"))),
             }
         }
@@ -214,7 +242,10 @@ fn status_error(status: u16, response: ureq::http::Response<ureq::Body>) -> LlmE
     LlmError::Status(status, message)
 }
 
-fn read_json(response: ureq::http::Response<ureq::Body>) -> Result<Value, LlmError> {
+fn read_json(
+    response: ureq::http::Response<ureq::Body>,
+    timeout: Duration,
+) -> Result<Value, LlmError> {
     let status = response.status().as_u16();
     if status >= 400 {
         return Err(status_error(status, response));
@@ -225,8 +256,25 @@ fn read_json(response: ureq::http::Response<ureq::Body>) -> Result<Value, LlmErr
         .into_reader()
         .take(MAX_BODY_BYTES)
         .read_to_end(&mut bytes)
-        .map_err(|e| LlmError::Unreachable(format!("the answer broke off: {e}")))?;
+        .map_err(|e| {
+            if is_timeout(&e) {
+                LlmError::Timeout(timeout)
+            } else {
+                LlmError::Unreachable(format!("the answer broke off: {e}"))
+            }
+        })?;
     serde_json::from_slice(&bytes).map_err(|e| LlmError::Protocol(format!("not JSON: {e}")))
+}
+
+/// Whether an I/O error is a timeout (ureq wraps its own timeout errors in `io::Error`).
+fn is_timeout(e: &std::io::Error) -> bool {
+    let wrapped = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ureq::Error>());
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    ) || matches!(wrapped, Some(ureq::Error::Timeout(_)))
 }
 
 /// A whole completion turned into one streamed chunk.
