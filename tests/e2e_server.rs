@@ -673,3 +673,72 @@ fn an_idle_gateway_keeps_accepting_after_its_io_timeout() {
     }
     assert!(!gw.log().contains("Error accepting"), "{}", gw.log());
 }
+
+#[test]
+fn browser_direct_connections_work_only_from_the_configured_origins() {
+    let gw = Gateway::start(
+        "cors",
+        json!({"openai": {"cors_origins": ["https://chat.example.net"]}}),
+    );
+    let preflight = |origin: &str| {
+        open(
+            &gw.base,
+            "OPTIONS",
+            "/v1/chat/completions",
+            None,
+            &[
+                ("Origin", origin),
+                ("Access-Control-Request-Method", "POST"),
+                (
+                    "Access-Control-Request-Headers",
+                    "authorization,content-type",
+                ),
+            ],
+            "",
+        )
+    };
+    let allowed = preflight("https://chat.example.net");
+    assert_eq!(allowed.status().as_u16(), 204);
+    let header = |r: &ureq::http::Response<ureq::Body>, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    assert_eq!(
+        header(&allowed, "access-control-allow-origin").as_deref(),
+        Some("https://chat.example.net")
+    );
+    assert!(header(&allowed, "access-control-allow-headers")
+        .unwrap_or_default()
+        .contains("Authorization"));
+    let refused = preflight("https://evil.example");
+    assert_eq!(refused.status().as_u16(), 403);
+    assert_eq!(header(&refused, "access-control-allow-origin"), None);
+    let models = open(
+        &gw.base,
+        "GET",
+        "/v1/models",
+        Some(&gw.token),
+        &[("Origin", "https://chat.example.net")],
+        "",
+    );
+    assert_eq!(models.status().as_u16(), 200);
+    assert_eq!(
+        header(&models, "access-control-allow-origin").as_deref(),
+        Some("https://chat.example.net")
+    );
+    let other = open(
+        &gw.base,
+        "GET",
+        "/v1/models",
+        Some(&gw.token),
+        &[("Origin", "https://evil.example")],
+        "",
+    );
+    assert_eq!(
+        header(&other, "access-control-allow-origin"),
+        None,
+        "no CORS grant for other origins"
+    );
+}
