@@ -368,16 +368,22 @@ async def mcp_client(url: str, token: str, mode: str = "auto", **kwargs: Any) ->
 
 @contextmanager
 def running_gateway(
-    workdir: Path, starters: list[Callable[[], Backend]], limits: dict[str, Any] | None = None
+    workdir: Path,
+    starters: list[Callable[[], Backend]],
+    limits: dict[str, Any] | None = None,
+    prepare: Callable[[Gateway], None] | None = None,
 ) -> Iterator[Gateway]:
     """Starts the backends (each starter returns one), then a gateway in front of them; stops
-    them all afterwards, even when starting one of them failed."""
+    them all afterwards, even when starting one of them failed. `prepare` may change the
+    gateway's config before it starts."""
     backends: list[Backend] = []
     gw: Gateway | None = None
     try:
         for start in starters:
             backends.append(start())
         gw = Gateway(workdir, backends, limits=limits)
+        if prepare is not None:
+            prepare(gw)
         gw.start()
         yield gw
     finally:
@@ -477,21 +483,8 @@ def running_oauth_gateway(
     limits: dict[str, Any] | None = None,
 ) -> Iterator[Gateway]:
     """Like `running_gateway`, with OAuth enabled (see `enable_oauth`) before the gateway starts."""
-    backends: list[Backend] = []
-    gw: Gateway | None = None
-    try:
-        for start in starters:
-            backends.append(start())
-        gw = Gateway(workdir, backends, limits=limits)
-        enable_oauth(gw, oauth)
-        gw.start()
+    with running_gateway(workdir, starters, limits=limits, prepare=lambda gw: enable_oauth(gw, oauth)) as gw:
         yield gw
-    finally:
-        if gw is not None:
-            gw.close()
-        else:
-            for b in backends:
-                b.close()
 
 
 def restart_gateway(gw: Gateway) -> None:
