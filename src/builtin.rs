@@ -1,7 +1,7 @@
 //! The gateway's own tools, served under the reserved `gateway` prefix so that the MCP face has
 //! something real to offer before any backend is configured.
 
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Principal};
 use crate::jsonrpc::{self, RpcError};
 use serde_json::{json, Value};
 
@@ -20,10 +20,15 @@ pub fn tool_definitions() -> Vec<Value> {
 }
 
 /// Runs built-in tool `name`.
-pub fn call(gateway: &Gateway, name: &str, _arguments: &Value) -> Result<Value, RpcError> {
+pub fn call(
+    gateway: &Gateway,
+    principal: &Principal,
+    name: &str,
+    _arguments: &Value,
+) -> Result<Value, RpcError> {
     match name {
         STATUS_TOOL => {
-            let status = gateway.status_json();
+            let status = gateway.status_json(principal);
             Ok(json!({
                 "content": [{"type": "text", "text": status_text(&status)}],
                 "structuredContent": status,

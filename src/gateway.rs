@@ -3,7 +3,7 @@
 
 use crate::backend::{Backend, CallError, CallOptions};
 use crate::builtin;
-use crate::catalog::{Catalog, Route, Source};
+use crate::catalog::{Catalog, ListKind as CatalogList, Route, Source};
 use crate::config::Config;
 use crate::jsonrpc::{self, RpcError};
 use crate::oauth::OAuthServer;
@@ -198,7 +198,7 @@ impl Gateway {
                 format!("unknown tool \"{name}\" (tools/list shows the tools this gateway offers)"),
             )
             .with_data(json!({"name": name}))),
-            Some(Route::Builtin(tool)) => builtin::call(self, tool, &arguments),
+            Some(Route::Builtin(tool)) => builtin::call(self, principal, tool, &arguments),
             Some(Route::Backend { backend, original }) => {
                 let mut params = Map::new();
                 params.insert("name".into(), json!(original));
@@ -248,11 +248,13 @@ impl Gateway {
         }
     }
 
-    /// The status report shared by `/status` and the `gateway__status` tool.
-    pub fn status_json(&self) -> Value {
+    /// The status report shared by `/status` and the `gateway__status` tool, showing only the
+    /// backends `principal` may use.
+    pub fn status_json(&self, principal: &Principal) -> Value {
         let backends: Vec<Value> = self
             .backends
             .iter()
+            .filter(|b| principal.may_use(b.name()))
             .map(|b| {
                 let s = b.status();
                 json!({
@@ -270,13 +272,20 @@ impl Gateway {
             })
             .collect();
         let catalog = self.catalog();
+        let allowed = |b: usize| self.allows(principal, b);
+        let count = |kind: CatalogList| catalog.visible(kind, &allowed).len();
+        let clashes = if principal.servers.is_none() {
+            catalog.clashes.clone()
+        } else {
+            Vec::new()
+        };
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_secs": self.started.elapsed().as_secs(),
-            "tools": catalog.tools.len(),
-            "resources": catalog.resources.len(),
-            "prompts": catalog.prompts.len(),
-            "clashes": catalog.clashes,
+            "tools": count(CatalogList::Tools),
+            "resources": count(CatalogList::Resources),
+            "prompts": count(CatalogList::Prompts),
+            "clashes": clashes,
             "backends": backends,
         })
     }

@@ -175,8 +175,8 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
         (_, None) => oauth_face::handle(gateway, request, &body),
         ("/mcp", Some(principal)) => faces.mcp.handle(request, body, &principal),
         (_, Some(principal)) if is_openai => faces.openai.handle(request, &body, &principal),
-        (_, Some(_)) if *request.method() == Method::Get => {
-            respond_json(request, 200, &gateway.status_json(), &[])
+        (_, Some(principal)) if *request.method() == Method::Get => {
+            respond_json(request, 200, &gateway.status_json(&principal), &[])
         }
         _ => respond_json(
             request,

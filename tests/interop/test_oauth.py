@@ -1075,6 +1075,10 @@ def test_a_token_approved_for_one_server_sees_only_that_servers_tools(gw: suppor
     assert "weather__add" in names, names
     assert names - {"gateway__status"} == {n for n in names if n.startswith("weather__")}, names
     assert texts(call_tool(gw, tokens["access_token"], "weather__add", {"a": 2, "b": 40})) == ["42"]
+    # Its status report names only the servers it may use.
+    status = httpx2.get(f"{gw.base}/status", headers={"Authorization": f"Bearer {tokens['access_token']}"}, timeout=HTTP_TIMEOUT)
+    assert status.status_code == 200, status.text[:500]
+    assert [b["name"] for b in status.json()["backends"]] == ["weather"], status.json()
     # A tool it cannot see, it cannot call either: a JSON-RPC error (any HTTP status but 401/403,
     # the token itself is good) or an error result.
     hidden = mcp_post(gw, tokens["access_token"], "tools/call", {"name": "notes__upper", "arguments": {"text": "x"}}, "notes__upper")
