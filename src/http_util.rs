@@ -125,6 +125,30 @@ impl SseStream {
     }
 }
 
+/// The event stream of an answer that switches to SSE on first use: opens it from `request`
+/// the first time. Returns the stream and whether it was just opened; `None` when the client
+/// has gone (or the request was already used).
+pub fn lazy_stream<'a>(
+    request: &mut Option<Request>,
+    stream: &'a mut Option<SseStream>,
+    headers: &[(String, String)],
+) -> Option<(&'a mut SseStream, bool)> {
+    let mut opened = false;
+    if stream.is_none() {
+        match SseStream::start(request.take()?, headers) {
+            Ok(s) => {
+                *stream = Some(s);
+                opened = true;
+            }
+            Err(e) => {
+                log::debug!("cannot open the event stream: {e}");
+                return None;
+            }
+        }
+    }
+    stream.as_mut().map(|s| (s, opened))
+}
+
 /// Answers one POST either as JSON or, as soon as something must be sent before the result, as
 /// an SSE stream (when the client accepts one).
 pub struct Responder {
@@ -153,24 +177,14 @@ impl Responder {
         if !self.can_stream || self.broken {
             return;
         }
-        if self.stream.is_none() {
-            let Some(request) = self.request.take() else {
-                return;
-            };
-            match SseStream::start(request, &self.headers) {
-                Ok(s) => self.stream = Some(s),
-                Err(e) => {
-                    log::debug!("cannot open the event stream: {e}");
-                    self.broken = true;
-                    return;
-                }
-            }
-        }
-        if let Some(stream) = self.stream.as_mut() {
-            if let Err(e) = stream.send(message) {
-                log::debug!("client went away during the call: {e}");
-                self.broken = true;
-            }
+        let Some((stream, _)) = lazy_stream(&mut self.request, &mut self.stream, &self.headers)
+        else {
+            self.broken = true;
+            return;
+        };
+        if let Err(e) = stream.send(message) {
+            log::debug!("client went away during the call: {e}");
+            self.broken = true;
         }
     }
 

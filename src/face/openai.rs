@@ -10,7 +10,7 @@
 use crate::backend::CallOptions;
 use crate::catalog::{ListKind, Route};
 use crate::gateway::{Gateway, Principal};
-use crate::http_util::{request_header, respond_empty, respond_json, SseStream};
+use crate::http_util::{lazy_stream, request_header, respond_empty, respond_json, SseStream};
 use crate::llm::{LlmError, ToolCall, ToolCallAssembler, Upstream};
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
@@ -633,31 +633,21 @@ impl Sink {
         if self.broken {
             return;
         }
-        if self.stream.is_none() {
-            let Some(request) = self.request.take() else {
-                return;
-            };
-            match SseStream::start(request, &self.cors) {
-                Ok(stream) => self.stream = Some(stream),
-                Err(e) => {
-                    log::debug!("client went away: {e}");
-                    self.broken = true;
-                    return;
-                }
-            }
-            let first = self.chunk(json!({"role": "assistant", "content": ""}), Value::Null);
-            if let Some(stream) = self.stream.as_mut() {
-                if stream.send_data(&first).is_err() {
-                    self.broken = true;
-                    return;
-                }
-            }
+        let first = self.chunk(json!({"role": "assistant", "content": ""}), Value::Null);
+        let Some((stream, opened)) = lazy_stream(&mut self.request, &mut self.stream, &self.cors)
+        else {
+            self.broken = true;
+            return;
+        };
+        let sent = if opened {
+            stream.send_data(&first)
+        } else {
+            Ok(())
         }
-        if let Some(stream) = self.stream.as_mut() {
-            if let Err(e) = stream.send_data(value) {
-                log::debug!("client went away during a streamed answer: {e}");
-                self.broken = true;
-            }
+        .and_then(|_| stream.send_data(value));
+        if let Err(e) = sent {
+            log::debug!("client went away during a streamed answer: {e}");
+            self.broken = true;
         }
     }
 
