@@ -205,6 +205,9 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
         }
         Command::CheckConfig { config: Some(path) } => match Config::load(&path) {
             Ok(config) => {
+                for warning in crate::catalog::naming_warnings(&config.servers) {
+                    eprintln!("warning: {warning}");
+                }
                 println!(
                     "{}: OK ({} backend(s), listen {}, state in {})",
                     path.display(),
@@ -580,6 +583,27 @@ mod tests {
         assert!(parse(&args("serve --config"), None).is_err());
         assert!(parse(&args("token"), None).is_err());
         assert!(parse(&args(""), None).is_err());
+    }
+
+    #[test]
+    fn check_config_with_only_naming_warnings_exits_zero() {
+        let dir = std::env::temp_dir().join(format!("mcpgw-cli-naming-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("config.json");
+        let config = r#"{"mcpServers": {"a": {"url": "http://127.0.0.1:9/mcp", "prefix": ""},
+                                         "b": {"url": "http://127.0.0.1:9/mcp", "prefix": ""}}}"#;
+        std::fs::write(&path, config).expect("write config");
+        let check = |p: &std::path::Path| {
+            main_with_args(args(&format!("check-config --config {}", p.display())))
+        };
+        assert_eq!(check(&path), 0);
+        std::fs::write(
+            &path,
+            r#"{"mcpServers": {"a": {"url": "http://x", "prefix": "a__"}}}"#,
+        )
+        .expect("write config");
+        assert_eq!(check(&path), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

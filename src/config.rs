@@ -135,6 +135,35 @@ pub struct ServerConfig {
     pub tools_allow: Vec<String>,
     /// Tool name globs to hide (applied after `allow`).
     pub tools_deny: Vec<String>,
+    /// How its tool and prompt names are shown to clients.
+    pub naming: Naming,
+}
+
+/// How one backend's tool and prompt names are shown to clients (`prefix`, `rename`,
+/// `description`, `hide` in its `mcpServers` entry). Keys are always the backend's own names;
+/// resources are never renamed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Naming {
+    /// Put before every name with `__` between; `""` shows the names as they are.
+    pub prefix: String,
+    /// Original name to the name shown instead (the prefix still goes in front).
+    pub rename: BTreeMap<String, String>,
+    /// Original name to the `description` shown instead of the backend's.
+    pub descriptions: BTreeMap<String, String>,
+    /// Globs of original names that are neither listed nor callable.
+    pub hide: Vec<String>,
+}
+
+impl Naming {
+    /// The default naming of server `name`: `<name>__<tool>`, nothing renamed or hidden.
+    pub fn prefixed(name: &str) -> Naming {
+        Naming {
+            prefix: name.to_string(),
+            rename: BTreeMap::new(),
+            descriptions: BTreeMap::new(),
+            hide: Vec::new(),
+        }
+    }
 }
 
 /// How a backend is reached.
@@ -411,7 +440,8 @@ fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn join_path(path: &str, key: &str) -> String {
+/// `path.key`, or `path["key"]` when the key has characters a plain path cannot show.
+pub(crate) fn join_path(path: &str, key: &str) -> String {
     if key
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
@@ -475,6 +505,10 @@ const STDIO_KEYS: &[&str] = &[
     "enabled",
     "tools",
     "disabled",
+    "prefix",
+    "rename",
+    "description",
+    "hide",
 ];
 const HTTP_KEYS: &[&str] = &[
     "url",
@@ -484,6 +518,10 @@ const HTTP_KEYS: &[&str] = &[
     "enabled",
     "tools",
     "disabled",
+    "prefix",
+    "rename",
+    "description",
+    "hide",
 ];
 const TOOLS_KEYS: &[&str] = &["allow", "deny"];
 
@@ -982,8 +1020,87 @@ impl Checker {
             enabled,
             tools_allow: allow,
             tools_deny: deny,
+            naming: self.naming(map, &path, name),
         })
     }
+
+    /// The `prefix`, `rename`, `description` and `hide` keys of server `name` at `path`.
+    fn naming(&mut self, map: &Map<String, Value>, path: &str, name: &str) -> Naming {
+        let mut naming = Naming::prefixed(name);
+        if let Some(prefix) = self.string(map, path, "prefix") {
+            if !prefix.is_empty() && !valid_server_name(&prefix) {
+                self.problem(
+                    &join_path(path, "prefix"),
+                    format!("\"{prefix}\" is not a usable prefix"),
+                    "use 1-32 letters, digits, '-' or single '_' (names become <prefix>__<name>), or \"\" to show the backend's names as they are",
+                );
+            }
+            naming.prefix = prefix;
+        }
+        for (original, shown) in self.strict_string_map(map, path, "rename") {
+            if valid_rename(&shown) {
+                naming.rename.insert(original, shown);
+            } else {
+                self.problem(
+                    &join_path(&join_path(path, "rename"), &original),
+                    format!("\"{shown}\" is not a usable name"),
+                    "use 1-64 letters, digits, '-' or '_' (the prefix, if any, is still put in front)",
+                );
+            }
+        }
+        naming.descriptions = self
+            .strict_string_map(map, path, "description")
+            .into_iter()
+            .collect();
+        naming.hide = self.string_list(map, path, "hide");
+        naming
+    }
+
+    /// An object whose values must all be strings (`"rename"`, `"description"`): each other
+    /// value is a problem naming its path.
+    fn strict_string_map(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+    ) -> Vec<(String, String)> {
+        let map_path = join_path(path, key);
+        match map.get(key) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Object(entries)) => {
+                let mut out = Vec::new();
+                for (k, v) in entries {
+                    match v {
+                        Value::String(s) => out.push((k.clone(), s.clone())),
+                        other => self.problem(
+                            &join_path(&map_path, k),
+                            format!("expected a string, found {}", kind(other)),
+                            "values here are strings in double quotes",
+                        ),
+                    }
+                }
+                out
+            }
+            Some(other) => {
+                self.problem(
+                    &map_path,
+                    format!("expected an object, found {}", kind(other)),
+                    "write {\"backend_name\": \"...\"}, keyed by the backend's own tool or prompt names",
+                );
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// A `rename` target: it must already be a valid name clients may see, so that with the prefix
+/// `""` it is the exact name shown.
+fn valid_rename(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Server names become tool prefixes, so they follow the tool-name alphabet and never contain the
@@ -1146,6 +1263,75 @@ mod tests {
             Ok("$5 ${ not} 1".to_string())
         );
         assert_eq!(expand_string("${NOPE}", &env), Err("NOPE".to_string()));
+    }
+
+    #[test]
+    fn naming_keys_are_read_with_their_defaults() {
+        let config = parse(
+            r#"{"mcpServers": {
+                "plain": {"url": "http://x"},
+                "bare": {"command": "x", "prefix": "", "hide": ["slow_*", "debug"],
+                         "rename": {"forecast": "weather_forecast", "light.on": "light_on"},
+                         "description": {"forecast": "Tomorrow, in one line."}},
+                "short": {"url": "http://y", "prefix": "w-2"}
+            }}"#,
+        )
+        .expect("valid");
+        assert_eq!(config.servers[0].naming, Naming::prefixed("plain"));
+        let bare = &config.servers[1].naming;
+        assert_eq!(bare.prefix, "");
+        assert_eq!(bare.hide, ["slow_*", "debug"]);
+        assert_eq!(bare.rename["forecast"], "weather_forecast");
+        assert_eq!(bare.rename["light.on"], "light_on");
+        assert_eq!(bare.descriptions["forecast"], "Tomorrow, in one line.");
+        assert_eq!(config.servers[2].naming.prefix, "w-2");
+    }
+
+    #[test]
+    fn bad_naming_keys_are_problems_at_their_paths() {
+        let found = problems(
+            r#"{"mcpServers": {
+                "a": {"url": "http://x", "prefix": "a__b", "rename": {"forecast": "two words", "add": "", "x": 7},
+                      "description": {"forecast": 5}, "hide": "slow_*"},
+                "b": {"command": "x", "prefix": 3, "rename": ["x"], "description": "d", "hide": [1]},
+                "c": {"url": "http://x", "prefix": "ccccccccccccccccccccccccccccccccc", "rename": {"light.on": "light.on"}},
+                "d": {"url": "http://x", "prefix": "d_", "prefx": "e"}
+            }}"#,
+        );
+        let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
+        let expected = [
+            "$.mcpServers.a.prefix",
+            "$.mcpServers.a.rename.forecast",
+            "$.mcpServers.a.rename.add",
+            "$.mcpServers.a.rename.x",
+            "$.mcpServers.a.description.forecast",
+            "$.mcpServers.a.hide",
+            "$.mcpServers.b.prefix",
+            "$.mcpServers.b.rename",
+            "$.mcpServers.b.description",
+            "$.mcpServers.b.hide[0]",
+            "$.mcpServers.c.prefix",
+            "$.mcpServers.c.rename[\"light.on\"]",
+            "$.mcpServers.d.prefix",
+            "$.mcpServers.d.prefx",
+        ];
+        for path in expected {
+            assert!(paths.contains(&path), "{path} missing from {paths:?}");
+        }
+        assert_eq!(found.len(), expected.len(), "{paths:?}");
+        let prefix = &found[0];
+        assert!(prefix.message.contains("a__b"), "{prefix}");
+        assert!(prefix.hint.contains("\"\""), "{prefix}");
+        let rename = found
+            .iter()
+            .find(|p| p.path == "$.mcpServers.a.rename.forecast")
+            .expect("rename reported");
+        assert!(rename.message.contains("two words"), "{rename}");
+        let typo = found
+            .iter()
+            .find(|p| p.path == "$.mcpServers.d.prefx")
+            .expect("typo reported");
+        assert!(typo.hint.contains("\"prefix\""), "{typo}");
     }
 
     #[test]

@@ -6,11 +6,15 @@ use crate::builtin;
 use crate::catalog::{Catalog, ListKind as CatalogList, Route, Source};
 use crate::config::Config;
 use crate::jsonrpc::{self, RpcError};
+use crate::link::ClientLink;
 use crate::oauth::OAuthServer;
 use crate::tokens::TokenStore;
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Instant;
+
+/// How many `input_required` rounds one request may take before mcp-gateway gives up.
+pub const MAX_INPUT_ROUNDS: usize = 10;
 
 /// Who is calling: a static token's name or an OAuth grant, and which backends it may use.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +43,17 @@ impl Principal {
     }
 }
 
+/// Logs each clash once, when it appears (rebuilds often find the same ones again), and notes the
+/// ones that went away.
+fn log_clash_changes(before: &[String], after: &[String]) {
+    for clash in after.iter().filter(|c| !before.contains(c)) {
+        log::warn!("{clash}");
+    }
+    for gone in before.iter().filter(|c| !after.contains(c)) {
+        log::info!("no longer a clash: {gone}");
+    }
+}
+
 /// Kinds of list a client may be told changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListKind {
@@ -52,6 +67,10 @@ pub enum ListKind {
 
 /// A callback told when lists change (faces use it to notify their clients).
 pub type ChangeListener = Box<dyn Fn(&[ListKind]) + Send + Sync>;
+
+/// Called with a backend's index and a notification it sent outside any call (e.g.
+/// `notifications/resources/updated`).
+pub type NoticeListener = Box<dyn Fn(usize, &Value) + Send + Sync>;
 
 /// The running gateway.
 pub struct Gateway {
@@ -69,6 +88,7 @@ pub struct Gateway {
     /// Rebuilds run one at a time, so the last one always reflects the newest lists.
     rebuilding: Mutex<()>,
     listeners: RwLock<Vec<ChangeListener>>,
+    notice_listeners: Arc<RwLock<Vec<NoticeListener>>>,
 }
 
 impl Gateway {
@@ -107,8 +127,17 @@ impl Gateway {
                 catalog: RwLock::new(Arc::new(Catalog::default())),
                 rebuilding: Mutex::new(()),
                 listeners: RwLock::new(Vec::new()),
+                notice_listeners: Arc::new(RwLock::new(Vec::new())),
             }
         });
+        for (index, backend) in gateway.backends.iter().enumerate() {
+            let listeners = Arc::clone(&gateway.notice_listeners);
+            backend.set_notice_handler(Arc::new(move |message: &Value| {
+                for listener in listeners.read().unwrap_or_else(|e| e.into_inner()).iter() {
+                    listener(index, message);
+                }
+            }));
+        }
         gateway.rebuild_catalog();
         for backend in &gateway.backends {
             backend.start();
@@ -132,6 +161,21 @@ impl Gateway {
             .push(listener);
     }
 
+    /// Registers a listener for notifications backends send outside calls.
+    pub fn on_backend_notice(&self, listener: NoticeListener) {
+        self.notice_listeners
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(listener);
+    }
+
+    /// Sends `logging/setLevel` to every handshake-era backend that offers logging.
+    pub fn set_backend_log_level(&self, level: &str) {
+        for backend in &self.backends {
+            backend.set_log_level(level);
+        }
+    }
+
     /// The current catalog.
     pub fn catalog(&self) -> Arc<Catalog> {
         Arc::clone(&self.catalog.read().unwrap_or_else(|e| e.into_inner()))
@@ -149,14 +193,14 @@ impl Gateway {
                 server: b.name(),
                 allow: &b.config.tools_allow,
                 deny: &b.config.tools_deny,
+                naming: &b.config.naming,
                 lists: l,
             })
             .collect();
         let fresh = Catalog::build(builtin::tool_definitions(), &sources);
-        for clash in &fresh.clashes {
-            log::warn!("{clash}");
-        }
-        let before = self.catalog().fingerprints();
+        let previous = self.catalog();
+        log_clash_changes(&previous.clashes, &fresh.clashes);
+        let before = previous.fingerprints();
         let after = fresh.fingerprints();
         *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
         let kinds: Vec<ListKind> = [ListKind::Tools, ListKind::Resources, ListKind::Prompts]
@@ -185,10 +229,31 @@ impl Gateway {
         name: &str,
         arguments: Value,
         options: CallOptions,
-        on_notification: &mut dyn FnMut(Value),
+        link: &mut dyn ClientLink,
     ) -> Result<Value, RpcError> {
+        let mut params = Map::new();
+        params.insert("name".into(), json!(name));
+        params.insert("arguments".into(), arguments);
+        self.call_tool_params(principal, params, options, link)
+    }
+
+    /// Like [`Gateway::call_tool`], with the client's whole `tools/call` params (`name`,
+    /// `arguments` and whatever else it sent, e.g. `inputResponses`, `requestState`, `_meta`),
+    /// which reach the backend as they are but for the tool's own name.
+    pub fn call_tool_params(
+        &self,
+        principal: &Principal,
+        mut params: Map<String, Value>,
+        options: CallOptions,
+        link: &mut dyn ClientLink,
+    ) -> Result<Value, RpcError> {
+        let name = params
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let catalog = self.catalog();
-        let route = catalog.tool(name).filter(|route| match route {
+        let route = catalog.tool(&name).filter(|route| match route {
             Route::Builtin(_) => true,
             Route::Backend { backend, .. } => self.allows(principal, *backend),
         });
@@ -198,24 +263,33 @@ impl Gateway {
                 format!("unknown tool \"{name}\" (tools/list shows the tools this gateway offers)"),
             )
             .with_data(json!({"name": name}))),
-            Some(Route::Builtin(tool)) => builtin::call(self, principal, tool, &arguments),
+            Some(Route::Builtin(tool)) => {
+                let arguments = params
+                    .get("arguments")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                builtin::call(self, principal, tool, &arguments)
+            }
             Some(Route::Backend { backend, original }) => {
-                let mut params = Map::new();
                 params.insert("name".into(), json!(original));
-                params.insert("arguments".into(), arguments);
-                self.forward(*backend, "tools/call", params, options, on_notification)
+                self.forward(*backend, "tools/call", params, options, link)
             }
         }
     }
 
     /// Sends `method` to backend `index`, mapping failures to JSON-RPC errors.
+    ///
+    /// When a 2026-07-28 backend answers `input_required` and the client does not speak that
+    /// revision, the embedded requests are asked of the client through `link` (as the handshake
+    /// era's requests) and the request is sent again with the answers, up to
+    /// [`MAX_INPUT_ROUNDS`] times.
     pub fn forward(
         &self,
         index: usize,
         method: &str,
         params: Map<String, Value>,
         options: CallOptions,
-        on_notification: &mut dyn FnMut(Value),
+        link: &mut dyn ClientLink,
     ) -> Result<Value, RpcError> {
         let Some(backend) = self.backends.get(index) else {
             return Err(RpcError::new(
@@ -223,14 +297,32 @@ impl Gateway {
                 "route to a backend that does not exist",
             ));
         };
-        backend
-            .call(method, params, options, on_notification)
-            .map_err(|e| {
-                if !matches!(e, CallError::Rpc(_)) {
-                    log::warn!("{method} on '{}' failed: {e}", backend.name());
-                }
-                e.to_rpc()
-            })
+        let mut params = params;
+        for _ in 0..=MAX_INPUT_ROUNDS {
+            let result = backend
+                .call(method, params.clone(), options.clone(), link)
+                .map_err(|e| {
+                    if !matches!(e, CallError::Rpc(_)) {
+                        log::warn!("{method} on '{}' failed: {e}", backend.name());
+                    }
+                    e.to_rpc()
+                })?;
+            let input_required =
+                result.get("resultType").and_then(Value::as_str) == Some("input_required");
+            if !input_required || link.takes_input_required() {
+                return Ok(result);
+            }
+            let answers = ask_embedded_requests(&result, link)?;
+            params.insert("inputResponses".into(), Value::Object(answers));
+            match result.get("requestState") {
+                Some(state) => params.insert("requestState".into(), state.clone()),
+                None => params.remove("requestState"),
+            };
+        }
+        Err(RpcError::new(
+            jsonrpc::INTERNAL_ERROR,
+            format!("'{}' still asked for input after {MAX_INPUT_ROUNDS} rounds; mcp-gateway gave up on this {method}", backend.name()),
+        ))
     }
 
     /// Whether `principal` may use backend `index`.
@@ -289,4 +381,21 @@ impl Gateway {
             "backends": backends,
         })
     }
+}
+
+/// Asks the client each request embedded in an `input_required` result; the answers keyed as
+/// the backend keyed the requests.
+fn ask_embedded_requests(
+    result: &Value,
+    link: &mut dyn ClientLink,
+) -> Result<Map<String, Value>, RpcError> {
+    let mut answers = Map::new();
+    let requests = result.get("inputRequests").and_then(Value::as_object);
+    for (key, request) in requests.into_iter().flatten() {
+        let method = request.get("method").and_then(Value::as_str).unwrap_or("");
+        let params = request.get("params").cloned().unwrap_or_else(|| json!({}));
+        let answer = link.ask(method, params)?;
+        answers.insert(key.clone(), answer);
+    }
+    Ok(answers)
 }

@@ -113,6 +113,11 @@ impl SseStream {
         self.chunk(&format!("data: {text}\n\n"))
     }
 
+    /// Writes one event formatted by the caller (ending in a blank line) and flushes it.
+    pub fn write_event(&mut self, event: &str) -> io::Result<()> {
+        self.chunk(event)
+    }
+
     /// Sends an SSE comment (a keep-alive).
     pub fn comment(&mut self, text: &str) -> io::Result<()> {
         self.chunk(&format!(": {text}\n\n"))

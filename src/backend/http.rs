@@ -8,8 +8,10 @@
 
 use crate::backend::stdio::{request_id, truncate};
 use crate::backend::transport::{Transport, TransportError, UnsolicitedHandler, WireProtocol};
+use crate::param_headers::{self, ParamHeader};
 use crate::sse::{SseEvent, SseReader};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::io::{self, BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,6 +66,8 @@ struct SessionState {
     /// ends the stream and nothing else).
     listen: Option<(u64, Agent)>,
     listen_count: u64,
+    /// The `Mcp-Param-*` parameters of each tool, by the backend's tool name.
+    param_headers: HashMap<String, Vec<ParamHeader>>,
 }
 
 impl HttpTransport {
@@ -132,6 +136,10 @@ impl Transport for HttpTransport {
             stop_listening(&mut state);
         }
         state.protocol = protocol;
+    }
+
+    fn set_param_headers(&self, tools: HashMap<String, Vec<ParamHeader>>) {
+        self.shared.lock().param_headers = tools;
     }
 
     fn open_listen_stream(&self) {
@@ -243,7 +251,7 @@ impl Shared {
             .header("Accept", "application/json, text/event-stream");
         builder = self.with_common_headers(builder, &protocol, session.as_deref());
         if protocol.stateless {
-            for (name, value) in routing_headers(message) {
+            for (name, value) in routing_headers(message, &self.lock().param_headers) {
                 builder = builder.header(name, value);
             }
         }
@@ -627,11 +635,14 @@ pub(crate) fn media_type(response: &Response<Body>) -> String {
 }
 
 /// The 2026-07-28 routing headers for a message: `Mcp-Method`, and `Mcp-Name` where it applies.
-fn routing_headers(message: &Value) -> Vec<(&'static str, String)> {
+fn routing_headers(
+    message: &Value,
+    param_headers: &HashMap<String, Vec<ParamHeader>>,
+) -> Vec<(String, String)> {
     let Some(method) = message.get("method").and_then(Value::as_str) else {
         return Vec::new();
     };
-    let mut headers = vec![("Mcp-Method", header_value(method))];
+    let mut headers = vec![("Mcp-Method".to_string(), header_value(method))];
     let name_param = match method {
         "tools/call" | "prompts/get" => Some("name"),
         "resources/read" => Some("uri"),
@@ -639,7 +650,16 @@ fn routing_headers(message: &Value) -> Vec<(&'static str, String)> {
     };
     let name = name_param.and_then(|param| message.get("params")?.get(param)?.as_str());
     if let Some(name) = name {
-        headers.push(("Mcp-Name", header_value(name)));
+        headers.push(("Mcp-Name".to_string(), header_value(name)));
+        let marked = param_headers.get(name).filter(|_| method == "tools/call");
+        let arguments = message
+            .pointer("/params/arguments")
+            .and_then(Value::as_object);
+        if let (Some(marked), Some(arguments)) = (marked, arguments) {
+            for (header, value) in param_headers::outgoing(marked, arguments) {
+                headers.push((header, header_value(&value)));
+            }
+        }
     }
     headers
 }
@@ -1018,6 +1038,25 @@ pub(crate) mod tests {
             version: Some("2026-07-28".into()),
             stateless: true,
         });
+        let schema = json!({"properties": {"city": {"type": "string", "x-mcp-header": "City"}}});
+        let marked = crate::param_headers::marked(&schema);
+        t.set_param_headers(HashMap::from([("get_weather".to_string(), marked)]));
+        t.request(
+            &call(
+                9,
+                "tools/call",
+                json!({"name": "get_weather", "arguments": {"city": "Zürich"}}),
+            ),
+            None,
+            SECOND,
+            &mut |_| {},
+        )
+        .unwrap();
+        let seen_call = seen.recv_timeout(SECOND).unwrap();
+        assert_eq!(
+            seen_call.header("Mcp-Param-City"),
+            Some("=?base64?WsO8cmljaA==?=")
+        );
         let cases = [
             (
                 call(1, "tools/call", json!({"name": "get_weather"})),

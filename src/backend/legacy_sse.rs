@@ -8,7 +8,7 @@
 use crate::backend::http::{
     check_http_url, media_type, new_agent, read_prefix, status_error, transport_error,
 };
-use crate::backend::stdio::{request_id, truncate, Pending};
+use crate::backend::stdio::{is_interactive, request_id, truncate, Pending};
 use crate::backend::transport::{Transport, TransportError, UnsolicitedHandler, WireProtocol};
 use crate::sse::{SseEvent, SseReader};
 use serde_json::Value;
@@ -157,7 +157,9 @@ impl Transport for LegacySseTransport {
     ) -> Result<Value, TransportError> {
         let id = request_id(request)?;
         let deadline = Instant::now() + timeout;
-        let inbox = self.pending.register(id, progress_token)?;
+        let inbox = self
+            .pending
+            .register(id, progress_token, is_interactive(request))?;
         if let Err(e) = self.post(request, timeout) {
             self.pending.remove(id);
             return Err(e);

@@ -14,6 +14,7 @@ pub mod transport;
 
 use crate::config::{ServerConfig, TransportConfig};
 use crate::jsonrpc::{self, RpcError};
+use crate::link::{ClientLink, CLIENT_METHODS};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::fmt;
@@ -35,6 +36,8 @@ pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 /// `_meta` key of the server info in 2026-07-28 results.
 pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+/// `_meta` key of the log level a 2026-07-28 client wants for one request.
+pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 
 const MAX_LIST_PAGES: usize = 100;
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -85,6 +88,18 @@ pub struct Lists {
     pub templates: Vec<Value>,
     /// `prompts/list` entries.
     pub prompts: Vec<Value>,
+    /// What a 2026-07-28 backend said about caching each list: tools, resources, templates,
+    /// prompts.
+    pub cache_hints: [CacheHint; 4],
+}
+
+/// How long a client may cache a list, as a 2026-07-28 backend said (`ttlMs`, `cacheScope`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CacheHint {
+    /// `ttlMs`, the smallest over the list's pages; `None` when the backend did not say.
+    pub ttl_ms: Option<u64>,
+    /// `cacheScope` was `"public"` on every page.
+    pub public: bool,
 }
 
 /// A snapshot of a backend for `/status`.
@@ -189,8 +204,11 @@ impl CallError {
     }
 }
 
+/// Receives the notifications a backend sends outside any call (resource updates).
+pub type NoticeHandler = Arc<dyn Fn(&Value) + Send + Sync>;
+
 /// Extra settings of one call.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct CallOptions {
     /// The caller's `progressToken`, if it wants progress.
     pub progress_token: Option<Value>,
@@ -244,6 +262,7 @@ pub struct Backend {
     in_flight: Mutex<HashMap<String, (u64, Arc<Connection>)>>,
     supervisor: Mutex<Option<Sender<SupervisorMsg>>>,
     on_change: Box<dyn Fn() + Send + Sync>,
+    on_notice: RwLock<Option<NoticeHandler>>,
     stopped: AtomicBool,
     refresh_interval: Duration,
 }
@@ -282,6 +301,7 @@ impl Backend {
             in_flight: Mutex::new(HashMap::new()),
             supervisor: Mutex::new(None),
             on_change,
+            on_notice: RwLock::new(None),
             stopped: AtomicBool::new(false),
             refresh_interval,
         })
@@ -379,20 +399,54 @@ impl Backend {
         self.set_state(State::Down, Some(error));
     }
 
+    /// Sets who hears the notifications this backend sends outside calls. Set before [`start`].
+    ///
+    /// [`start`]: Backend::start
+    pub fn set_notice_handler(&self, handler: NoticeHandler) {
+        *self.on_notice.write().unwrap_or_else(|e| e.into_inner()) = Some(handler);
+    }
+
+    /// Sends `logging/setLevel` when connected in the handshake era to a backend that offers
+    /// logging (2026-07-28 backends get the level with each request instead).
+    pub fn set_log_level(&self, level: &str) {
+        let conn = self
+            .connection
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(conn) = conn else { return };
+        if conn.stateless || conn.capabilities.get("logging").is_none() {
+            return;
+        }
+        let mut params = Map::new();
+        params.insert("level".into(), json!(level));
+        let mut ignore = |_: Value| {};
+        if let Err(e) = self.call(
+            "logging/setLevel",
+            params,
+            CallOptions::default(),
+            &mut ignore,
+        ) {
+            log::debug!("[{}] logging/setLevel failed: {e}", self.config.name);
+        }
+    }
+
     /// Sends `method` with `params` to the backend and returns its `result`.
     ///
     /// Notifications the backend sends during the call (progress, log messages) are passed to
-    /// `on_notification` with the caller's own progress token put back in place.
+    /// `link` with the caller's own progress token put back in place; requests the backend makes
+    /// of the client (sampling, elicitation, roots) are asked through `link` and its answer goes
+    /// back to the backend under the backend's own request id.
     pub fn call(
         &self,
         method: &str,
         params: Map<String, Value>,
         options: CallOptions,
-        on_notification: &mut dyn FnMut(Value),
+        link: &mut dyn ClientLink,
     ) -> Result<Value, CallError> {
         let _slot = self.acquire_slot()?;
         let started = Instant::now();
-        let result = self.call_once(method, &params, &options, on_notification, true);
+        let result = self.call_once(method, &params, &options, link, true);
         let mut m = self.status.lock().unwrap_or_else(|e| e.into_inner());
         m.calls += 1;
         m.last_latency_ms = Some(started.elapsed().as_millis() as u64);
@@ -413,7 +467,7 @@ impl Backend {
         method: &str,
         original: &Map<String, Value>,
         options: &CallOptions,
-        on_notification: &mut dyn FnMut(Value),
+        link: &mut dyn ClientLink,
         may_retry: bool,
     ) -> Result<Value, CallError> {
         let conn = self
@@ -447,7 +501,12 @@ impl Backend {
             meta_mut(&mut params).insert("progressToken".to_string(), token.clone());
         }
         if conn.stateless {
-            add_envelope(&mut params);
+            add_envelope(&mut params, link.capabilities());
+            if let Some(level) = link.log_level() {
+                meta_mut(&mut params)
+                    .entry(META_LOG_LEVEL.to_string())
+                    .or_insert(json!(level));
+            }
         }
         let request = jsonrpc::request(&json!(id), method, Value::Object(params.clone()));
         if let Some(key) = &options.cancel_key {
@@ -459,7 +518,10 @@ impl Backend {
         let transport = &conn.transport;
         let mut forward = |message: Value| {
             if message.get("method").is_some() && message.get("id").is_some() {
-                answer_server_request(transport.as_ref(), &message, &self.config.name);
+                let reply = relay_server_request(&message, link, &self.config.name);
+                if let Err(e) = transport.send(&reply) {
+                    log::debug!("[{}] could not answer its request: {e}", self.config.name);
+                }
                 return;
             }
             let mut message = message;
@@ -482,7 +544,7 @@ impl Backend {
                     _ => return,
                 }
             }
-            on_notification(message);
+            link.notify(message);
         };
         let outcome = transport.request(
             &request,
@@ -509,7 +571,7 @@ impl Backend {
                     self.config.name
                 );
                 match self.reconnect_now() {
-                    Ok(()) => self.call_once(method, original, options, on_notification, false),
+                    Ok(()) => self.call_once(method, original, options, link, false),
                     Err(e) => Err(CallError::Down {
                         backend: self.config.name.clone(),
                         reason: e,
@@ -665,7 +727,7 @@ impl Backend {
                 drop(me);
                 let mut params = Map::new();
                 params.insert("notifications".into(), Value::Object(wants.clone()));
-                add_envelope(&mut params);
+                add_envelope(&mut params, json!({}));
                 let request =
                     jsonrpc::request(&json!(id), "subscriptions/listen", Value::Object(params));
                 let tx = backend.upgrade().and_then(|b| {
@@ -828,12 +890,22 @@ impl Backend {
                 .clone(),
         );
         let name = self.config.name.clone();
+        let on_notice = self
+            .on_notice
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         Arc::new(move |message: Value| {
             let method = message.get("method").and_then(Value::as_str).unwrap_or("");
             let msg = if message.get("id").is_some() && !method.is_empty() {
                 SupervisorMsg::ServerRequest(message.clone())
             } else if method.ends_with("/list_changed") {
                 SupervisorMsg::Refresh
+            } else if method == "notifications/resources/updated" {
+                if let Some(handler) = &on_notice {
+                    handler(&message);
+                }
+                return;
             } else {
                 if method == "notifications/message" {
                     log::info!(
@@ -923,27 +995,39 @@ impl Backend {
         let caps = &conn.capabilities;
         let mut lists = Lists::default();
         let mut failed = None;
-        for (capability, method, key, target) in [
-            ("tools", "tools/list", "tools", &mut lists.tools),
+        let [tools_hint, resources_hint, templates_hint, prompts_hint] = &mut lists.cache_hints;
+        for (capability, method, key, target, hint) in [
+            ("tools", "tools/list", "tools", &mut lists.tools, tools_hint),
             (
                 "resources",
                 "resources/list",
                 "resources",
                 &mut lists.resources,
+                resources_hint,
             ),
             (
                 "resources",
                 "resources/templates/list",
                 "resourceTemplates",
                 &mut lists.templates,
+                templates_hint,
             ),
-            ("prompts", "prompts/list", "prompts", &mut lists.prompts),
+            (
+                "prompts",
+                "prompts/list",
+                "prompts",
+                &mut lists.prompts,
+                prompts_hint,
+            ),
         ] {
             if caps.get(capability).is_none() {
                 continue;
             }
             match self.list_all(method, key) {
-                Ok(items) => *target = items,
+                Ok((items, said)) => {
+                    *target = items;
+                    *hint = said;
+                }
                 Err(CallError::Rpc(e)) => {
                     log::debug!("[{}] {method}: {}", self.config.name, e.message)
                 }
@@ -958,6 +1042,18 @@ impl Backend {
             // Keep the lists we had; a transient failure must not empty the catalog.
             return;
         }
+        if conn.stateless {
+            let marked = lists
+                .tools
+                .iter()
+                .filter_map(|tool| {
+                    let name = tool.get("name")?.as_str()?;
+                    let params = crate::param_headers::marked(tool.get("inputSchema")?);
+                    (!params.is_empty()).then(|| (name.to_string(), params))
+                })
+                .collect();
+            conn.transport.set_param_headers(marked);
+        }
         let changed = {
             let mut current = self.lists.write().unwrap_or_else(|e| e.into_inner());
             let changed = **current != lists;
@@ -971,8 +1067,12 @@ impl Backend {
         }
     }
 
-    fn list_all(&self, method: &str, key: &str) -> Result<Vec<Value>, CallError> {
+    fn list_all(&self, method: &str, key: &str) -> Result<(Vec<Value>, CacheHint), CallError> {
         let mut items = Vec::new();
+        let mut hint = CacheHint {
+            ttl_ms: None,
+            public: true,
+        };
         let mut cursor: Option<Value> = None;
         for _ in 0..MAX_LIST_PAGES {
             let mut params = Map::new();
@@ -983,16 +1083,20 @@ impl Backend {
             if let Some(Value::Array(page)) = result.get(key) {
                 items.extend(page.iter().cloned());
             }
+            if let Some(ttl) = result.get("ttlMs").and_then(Value::as_u64) {
+                hint.ttl_ms = Some(hint.ttl_ms.map_or(ttl, |t| t.min(ttl)));
+            }
+            hint.public &= result.get("cacheScope").and_then(Value::as_str) == Some("public");
             match result.get("nextCursor") {
                 Some(c @ Value::String(s)) if !s.is_empty() => cursor = Some(c.clone()),
-                _ => return Ok(items),
+                _ => return Ok((items, hint)),
             }
         }
         log::warn!(
             "[{}] {method} returned more than {MAX_LIST_PAGES} pages; keeping the first ones",
             self.config.name
         );
-        Ok(items)
+        Ok((items, hint))
     }
 }
 
@@ -1027,33 +1131,57 @@ pub fn client_info() -> Value {
     json!({"name": "mcp-gateway", "version": env!("CARGO_PKG_VERSION")})
 }
 
-/// Adds the 2026-07-28 per-request envelope to `params._meta`.
-fn add_envelope(params: &mut Map<String, Value>) {
+/// Adds the 2026-07-28 per-request envelope to `params._meta`, declaring `capabilities` as the
+/// client's.
+fn add_envelope(params: &mut Map<String, Value>, capabilities: Value) {
     let meta = meta_mut(params);
     meta.insert(META_PROTOCOL_VERSION.to_string(), json!(MODERN_VERSION));
     meta.insert(META_CLIENT_INFO.to_string(), client_info());
-    meta.insert(META_CLIENT_CAPABILITIES.to_string(), json!({}));
+    meta.insert(META_CLIENT_CAPABILITIES.to_string(), capabilities);
 }
 
-/// Answers a request the backend sent us. The gateway does not relay these to clients yet, so
-/// `ping` gets its empty result and everything else a clear JSON-RPC error.
-fn answer_server_request(transport: &dyn Transport, request: &Value, backend: &str) {
+/// What mcp-gateway declares to handshake-era backends: it can pass every client request on (to
+/// the client that made the call, when that client declared the capability itself).
+fn declared_capabilities() -> Value {
+    json!({"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {}})
+}
+
+/// The reply to a request the backend sent during a call: `ping` is ours to answer; sampling,
+/// elicitation and roots are asked of the calling client through `link`; anything else is a
+/// clear JSON-RPC error.
+fn relay_server_request(request: &Value, link: &mut dyn ClientLink, backend: &str) -> Value {
     let id = request.get("id").cloned().unwrap_or(Value::Null);
     let method = request.get("method").and_then(Value::as_str).unwrap_or("");
-    let reply = if method == "ping" {
-        jsonrpc::response(&id, json!({}))
+    let params = request.get("params").cloned().unwrap_or_else(|| json!({}));
+    let answer = if method == "ping" {
+        Ok(json!({}))
+    } else if CLIENT_METHODS.contains(&method) {
+        link.ask(method, params)
     } else {
-        log::info!("[{backend}] asked the client for {method}, which the gateway does not relay");
-        jsonrpc::error_response(
-            &id,
-            &RpcError::new(
-                jsonrpc::METHOD_NOT_FOUND,
-                format!("mcp-gateway does not relay {method} to clients"),
-            ),
-        )
+        Err(RpcError::new(
+            jsonrpc::METHOD_NOT_FOUND,
+            format!("mcp-gateway does not relay {method} to clients"),
+        ))
     };
+    match answer {
+        Ok(result) => jsonrpc::response(&id, result),
+        Err(error) => {
+            log::info!(
+                "[{backend}] its {method} request was refused: {}",
+                error.message
+            );
+            jsonrpc::error_response(&id, &error)
+        }
+    }
+}
+
+/// Answers a request the backend sent outside any call: no client to ask, so `ping` gets its
+/// empty result and everything else a clear JSON-RPC error.
+fn answer_server_request(transport: &dyn Transport, request: &Value, backend: &str) {
+    let mut nobody = |_: Value| {};
+    let reply = relay_server_request(request, &mut nobody, backend);
     if let Err(e) = transport.send(&reply) {
-        log::debug!("[{backend}] could not answer {method}: {e}");
+        log::debug!("[{backend}] could not answer its request: {e}");
     }
 }
 
@@ -1091,7 +1219,7 @@ fn negotiate_inner(
             stateless: true,
         });
         let mut params = Map::new();
-        add_envelope(&mut params);
+        add_envelope(&mut params, json!({}));
         let probe = jsonrpc::request(&json!(0), "server/discover", Value::Object(params));
         match transport.request(&probe, None, timeout, &mut ignore) {
             Ok(response) => {
@@ -1131,7 +1259,7 @@ fn negotiate_inner(
         }
         transport.set_protocol(WireProtocol::default());
     }
-    let params = json!({"protocolVersion": HANDSHAKE_VERSIONS[0], "capabilities": {}, "clientInfo": client_info()});
+    let params = json!({"protocolVersion": HANDSHAKE_VERSIONS[0], "capabilities": declared_capabilities(), "clientInfo": client_info()});
     let init = jsonrpc::request(&json!(0), "initialize", params);
     let response = transport
         .request(&init, None, timeout, &mut ignore)

@@ -124,7 +124,9 @@ impl Transport for StdioTransport {
         on_message: &mut dyn FnMut(Value),
     ) -> Result<Value, TransportError> {
         let id = request_id(request)?;
-        let inbox = self.pending.register(id, progress_token)?;
+        let inbox = self
+            .pending
+            .register(id, progress_token, is_interactive(request))?;
         if let Err(e) = self.write_line(request) {
             self.pending.remove(id);
             return Err(e);
@@ -334,6 +336,17 @@ enum Delivery {
 struct Waiter {
     inbox: Sender<Delivery>,
     progress_token: Option<Value>,
+    /// A call made for a client (`tools/call`, `prompts/get`, `resources/read`), which may get
+    /// the backend's requests and log lines.
+    interactive: bool,
+}
+
+/// Whether `request` is one a backend may answer with requests of its own or log lines.
+pub(crate) fn is_interactive(request: &Value) -> bool {
+    matches!(
+        request.get("method").and_then(Value::as_str),
+        Some("tools/call" | "prompts/get" | "resources/read" | "completion/complete")
+    )
 }
 
 #[derive(Default)]
@@ -363,6 +376,7 @@ impl Pending {
         &self,
         id: &Value,
         progress_token: Option<&Value>,
+        interactive: bool,
     ) -> Result<Inbox, TransportError> {
         let mut state = self.lock();
         if let Some(err) = &state.ended {
@@ -378,6 +392,7 @@ impl Pending {
         let waiter = Waiter {
             inbox: tx,
             progress_token: progress_token.cloned(),
+            interactive,
         };
         state.waiters.insert(key, waiter);
         Ok(Inbox(rx))
@@ -461,6 +476,18 @@ impl Pending {
                         None
                     }
                     None => Some(message),
+                }
+            }
+            // A request of the backend's own, or a log line: a shared stream does not say which
+            // call it belongs to, so it goes to the call in flight when there is exactly one.
+            Some(method) if message.get("id").is_some() || method == "notifications/message" => {
+                let mut interactive = state.waiters.values().filter(|w| w.interactive);
+                match (interactive.next(), interactive.next()) {
+                    (Some(waiter), None) => {
+                        let _ = waiter.inbox.send(Delivery::Message(message));
+                        None
+                    }
+                    _ => Some(message),
                 }
             }
             _ => Some(message),

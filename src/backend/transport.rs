@@ -6,7 +6,9 @@
 //! sends a message, hands back the matching response, and passes on everything else the backend
 //! says.
 
+use crate::param_headers::ParamHeader;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,6 +100,10 @@ pub trait Transport: Send + Sync {
     /// answers 405; stdio and legacy SSE already have theirs). Non-blocking: runs on a thread of
     /// the transport's own.
     fn open_listen_stream(&self);
+
+    /// Tells the transport which tool parameters become `Mcp-Param-*` headers (2026-07-28), by
+    /// the backend's tool name. Only Streamable HTTP sends headers.
+    fn set_param_headers(&self, _tools: HashMap<String, Vec<ParamHeader>>) {}
 
     /// False once the connection is known dead (process exited, SSE stream ended, ...). The
     /// session layer then reconnects with backoff.

@@ -12,15 +12,21 @@
 //! notification (progress, log) before its result.
 
 use crate::backend::{
-    CallOptions, HANDSHAKE_VERSIONS, META_CLIENT_CAPABILITIES, META_CLIENT_INFO,
-    META_PROTOCOL_VERSION, META_SERVER_INFO, MODERN_VERSION,
+    CacheHint, CallOptions, HANDSHAKE_VERSIONS, META_CLIENT_CAPABILITIES, META_CLIENT_INFO,
+    META_LOG_LEVEL, META_PROTOCOL_VERSION, META_SERVER_INFO, MODERN_VERSION,
 };
 use crate::catalog::{self, ListKind as CatalogList, Route};
+use crate::face::answer::{Answer, EventLogs};
 use crate::gateway::{Gateway, ListKind, Principal};
-use crate::http_util::{request_header, respond_empty, respond_json, Responder, SseStream};
+use crate::http_util::{request_header, respond_empty, respond_json, SseStream};
 use crate::jsonrpc::{self, Message, RpcError};
+use crate::link::{check_capability, ClientLink};
+use crate::param_headers;
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tiny_http::{Method, Request};
@@ -34,6 +40,22 @@ const NAME_HEADER: &str = "Mcp-Name";
 const SESSION_IDLE_LIMIT: Duration = Duration::from_secs(3600);
 const MAX_SESSIONS: usize = 10_000;
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(25);
+/// `requestState` of the `input_required` results mcp-gateway makes itself (for a handshake-era
+/// backend that asked a 2026-07-28 client something).
+const PARKED_STATE_PREFIX: &str = "mcp-gateway/parked/";
+/// The key of the one request in such a result.
+const PARKED_INPUT_KEY: &str = "input";
+/// Log levels, most verbose first (RFC 5424 names, as MCP uses them).
+const LOG_LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
 
 /// Which era a request belongs to.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +72,27 @@ enum Era {
 struct Session {
     protocol_version: String,
     last_seen: Instant,
+    /// What the client declared at `initialize`: which requests may be passed to it.
+    capabilities: Value,
+    /// Set by `logging/setLevel`; log lines below it are not passed on.
+    log_level: Option<String>,
+    /// Resource URIs it subscribed to.
+    subscriptions: HashSet<String>,
+}
+
+/// A call whose handshake-era backend asked a 2026-07-28 client something: the client got an
+/// `input_required` result, and its retry brings the answer (and a new connection for the rest
+/// of the call) to the thread still running the call.
+struct Parked {
+    principal: String,
+    method: String,
+    resume: Sender<Resume>,
+}
+
+/// What the retry of a parked call hands to it.
+struct Resume {
+    answer: Answer,
+    input_responses: Map<String, Value>,
 }
 
 struct OpenStream {
@@ -60,6 +103,8 @@ struct OpenStream {
     wants: [bool; 3],
     /// The id of the `subscriptions/listen` request, stamped on each notification.
     subscription_id: Option<Value>,
+    /// Resource URIs a `subscriptions/listen` stream asked updates for.
+    resources: Vec<String>,
 }
 
 /// The MCP face: its sessions and open GET streams.
@@ -67,6 +112,17 @@ pub struct McpFace {
     gateway: Arc<Gateway>,
     sessions: Mutex<HashMap<String, Session>>,
     streams: Mutex<Vec<OpenStream>>,
+    /// Handshake-era POST streams, kept for resumption.
+    logs: Arc<EventLogs>,
+    /// Requests passed to handshake-era clients, waiting for the answer, by `<session>|<id>`;
+    /// with the cancel key of the call that asked.
+    awaiting: Mutex<HashMap<String, (String, Sender<Value>)>>,
+    /// How long a request passed to a client (sampling, elicitation, roots) waits for the
+    /// answer: as long as the longest call may take.
+    answer_timeout: Duration,
+    /// Calls waiting for a 2026-07-28 client's retry, by token.
+    parked: Mutex<HashMap<String, Parked>>,
+    next_request: AtomicU64,
 }
 
 impl McpFace {
@@ -76,11 +132,27 @@ impl McpFace {
             gateway: Arc::clone(&gateway),
             sessions: Mutex::new(HashMap::new()),
             streams: Mutex::new(Vec::new()),
+            logs: Arc::new(EventLogs::default()),
+            awaiting: Mutex::new(HashMap::new()),
+            answer_timeout: gateway
+                .config
+                .servers
+                .iter()
+                .map(|s| s.timeout)
+                .fold(gateway.config.limits.call_timeout, Duration::max),
+            parked: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
         });
         let weak = Arc::downgrade(&face);
         gateway.on_lists_changed(Box::new(move |kinds| {
             if let Some(face) = weak.upgrade() {
                 face.broadcast_list_changed(kinds);
+            }
+        }));
+        let weak = Arc::downgrade(&face);
+        gateway.on_backend_notice(Box::new(move |backend, message| {
+            if let Some(face) = weak.upgrade() {
+                face.backend_notice(backend, message);
             }
         }));
         let weak = Arc::downgrade(&face);
@@ -99,6 +171,19 @@ impl McpFace {
     /// Answers one request to `/mcp`. `body` has been read (within the size limit) and the caller
     /// authenticated as `principal`.
     pub fn handle(&self, request: Request, body: Vec<u8>, principal: &Principal) {
+        if let Some(host) = request_header(&request, "Host") {
+            if !host_allowed(&self.gateway.config, host) {
+                log::warn!("refused a request for host {host}");
+                let error = RpcError::new(jsonrpc::INVALID_REQUEST, format!("host {host} is not allowed (set \"public_url\" to the URL clients use, or add that origin to \"allowed_origins\" in the config)"));
+                respond_json(
+                    request,
+                    403,
+                    &jsonrpc::error_response(&Value::Null, &error),
+                    &[],
+                );
+                return;
+            }
+        }
         if let Some(origin) = request_header(&request, "Origin") {
             if !self.gateway.config.origin_allowed(origin) {
                 log::warn!("refused a request from origin {origin}");
@@ -165,7 +250,23 @@ impl McpFace {
         };
         let session_header = request_header(&request, SESSION_HEADER).map(str::to_string);
         match message {
-            Message::Response { .. } => respond_empty(request, 202, &[]),
+            Message::Response { id, .. } => {
+                if let Some(session) = &session_header {
+                    let key = format!("{session}|{}", jsonrpc::id_key(&id));
+                    let waiting = self
+                        .awaiting
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
+                    match waiting {
+                        Some((_, tx)) => {
+                            let _ = tx.send(value.clone());
+                        }
+                        None => log::debug!("a response to no request of ours ({key})"),
+                    }
+                }
+                respond_empty(request, 202, &[])
+            }
             Message::Notification { method, params } => {
                 if let Some(id) = &session_header {
                     if !self.touch_session(id) {
@@ -180,6 +281,11 @@ impl McpFace {
                         );
                         self.gateway
                             .cancel(&key, params.get("reason").and_then(Value::as_str));
+                        // A request of that call waiting for this client's answer ends too.
+                        self.awaiting
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .retain(|_, (call, _)| *call != key);
                     }
                 }
                 respond_empty(request, 202, &[])
@@ -205,25 +311,49 @@ impl McpFace {
                     .map(|a| a.contains("text/event-stream"))
                     .unwrap_or(false);
                 if era == Era::Modern && method == "subscriptions/listen" {
-                    return self.listen(request, id, &params, can_stream);
+                    return self.listen(request, id, &params, can_stream, principal);
                 }
-                let mut responder = Responder::new(request, can_stream, Vec::new());
+                if era == Era::Modern {
+                    let parked = params
+                        .get("requestState")
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.strip_prefix(PARKED_STATE_PREFIX))
+                        .map(str::to_string);
+                    if let Some(token) = parked {
+                        let answer = Answer::new(request, id, can_stream, None);
+                        return self.resume_parked(answer, &token, &method, &params, principal);
+                    }
+                }
                 let key_owner = match &era {
                     Era::Session { id } => id.clone(),
                     _ => principal.name.clone(),
                 };
-                let outcome = self.dispatch(
-                    &era,
-                    principal,
-                    &method,
-                    params,
-                    cancel_key(&key_owner, &id),
-                    &mut responder,
-                );
+                let cancel = cancel_key(&key_owner, &id);
+                let resumable = match &era {
+                    Era::Session { id } => Some((id.clone(), Arc::clone(&self.logs))),
+                    _ => None,
+                };
+                let mut answer = Answer::new(request, id, can_stream, resumable);
+                let (capabilities, log_level) = self.client_settings(&era, &params);
+                let mut link = CallLink {
+                    face: self,
+                    answer: &mut answer,
+                    era: &era,
+                    principal: &principal.name,
+                    method: &method,
+                    cancel_key: cancel.clone(),
+                    capabilities,
+                    log_level,
+                };
+                let outcome = self.dispatch(&era, principal, &method, params, cancel, &mut link);
+                let id = answer.id.clone();
                 let (status, response) = match outcome {
                     Ok(mut result) => {
                         if era == Era::Modern {
-                            mark_modern_result(&method, &mut result);
+                            let hint = self.list_cache_hint(&method, principal);
+                            mark_modern_result(&method, &mut result, hint);
+                        } else {
+                            unmark_modern_result(&mut result);
                         }
                         (200, jsonrpc::response(&id, result))
                     }
@@ -236,9 +366,309 @@ impl McpFace {
                         (status, jsonrpc::error_response(&id, &error))
                     }
                 };
-                responder.finish(status, &response);
+                answer.finish(status, &response);
             }
         }
+    }
+
+    /// The caching hint for a 2026-07-28 list answer to `principal`, from the backends that
+    /// contribute to that list; a principal limited to some servers always gets `private`.
+    fn list_cache_hint(&self, method: &str, principal: &Principal) -> CacheHint {
+        let slot = match method {
+            "tools/list" => 0,
+            "resources/list" => 1,
+            "resources/templates/list" => 2,
+            "prompts/list" => 3,
+            _ => return CacheHint::default(),
+        };
+        let hints = self
+            .gateway
+            .backends
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.gateway.allows(principal, *i))
+            .filter_map(|(_, b)| {
+                let lists = b.lists();
+                let items = [
+                    &lists.tools,
+                    &lists.resources,
+                    &lists.templates,
+                    &lists.prompts,
+                ];
+                (!items[slot].is_empty()).then_some(lists.cache_hints[slot])
+            })
+            .collect::<Vec<_>>();
+        let mut hint = combine_hints(hints);
+        hint.public &= principal.servers.is_none();
+        hint
+    }
+
+    /// The capabilities and log level of the client behind a request: from its session, or
+    /// from a 2026-07-28 request's `_meta`.
+    fn client_settings(&self, era: &Era, params: &Map<String, Value>) -> (Value, Option<String>) {
+        match era {
+            Era::Session { id } => {
+                let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                match sessions.get(id) {
+                    Some(s) => (
+                        s.capabilities.clone(),
+                        Some(s.log_level.clone().unwrap_or_else(|| "debug".into())),
+                    ),
+                    None => (json!({}), None),
+                }
+            }
+            Era::Modern => {
+                let meta = params.get("_meta");
+                let caps = meta
+                    .and_then(|m| m.get(META_CLIENT_CAPABILITIES))
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                let level = meta
+                    .and_then(|m| m.get(META_LOG_LEVEL))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                (caps, level)
+            }
+            Era::Plain => (json!({}), Some("debug".into())),
+        }
+    }
+
+    /// Asks a handshake-era client `method` on the call's event stream and waits for the answer
+    /// it POSTs back.
+    fn ask_in_session(
+        &self,
+        session: &str,
+        link: &mut CallLink<'_>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, RpcError> {
+        let answer = &mut *link.answer;
+        if !answer.can_stream() {
+            return Err(RpcError::new(
+                jsonrpc::INVALID_REQUEST,
+                format!("the client's request does not accept an event stream, so mcp-gateway cannot pass it this {method} request"),
+            ));
+        }
+        let request_id = format!("gw-{}", self.next_request.fetch_add(1, Ordering::Relaxed));
+        let key = format!("{session}|{}", jsonrpc::id_key(&json!(request_id)));
+        let (tx, rx) = mpsc::channel();
+        self.awaiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), (link.cancel_key.clone(), tx));
+        answer.notify(&jsonrpc::request(&json!(request_id), method, params));
+        let outcome = rx.recv_timeout(self.answer_timeout);
+        self.awaiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        match outcome {
+            Ok(response) => match response.get("error") {
+                Some(error) => Err(RpcError::from_value(error)),
+                None => Ok(response.get("result").cloned().unwrap_or_else(|| json!({}))),
+            },
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(RpcError::new(
+                jsonrpc::INTERNAL_ERROR,
+                format!("the client cancelled the call before answering {method}"),
+            )),
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(RpcError::new(
+                jsonrpc::INTERNAL_ERROR,
+                format!(
+                    "the client did not answer {method} within {} s",
+                    self.answer_timeout.as_secs()
+                ),
+            )),
+        }
+    }
+
+    /// Asks a 2026-07-28 client `method` on behalf of a handshake-era backend: answers the
+    /// client's request with an `input_required` result naming it, then waits (holding the
+    /// backend's call) for the client's retry, which carries the answer and takes over the rest
+    /// of the call.
+    fn ask_by_parking(
+        &self,
+        link: &mut CallLink<'_>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, RpcError> {
+        let token = match crate::tokens::generate_token() {
+            Ok(t) => t.trim_start_matches("mgw_").to_string(),
+            Err(e) => {
+                return Err(RpcError::new(
+                    jsonrpc::INTERNAL_ERROR,
+                    format!("cannot make a request state: {e}"),
+                ))
+            }
+        };
+        let (tx, rx) = mpsc::channel();
+        self.parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                token.clone(),
+                Parked {
+                    principal: link.principal.to_string(),
+                    method: link.method.to_string(),
+                    resume: tx,
+                },
+            );
+        let interim = json!({
+            "resultType": "input_required",
+            "inputRequests": {PARKED_INPUT_KEY: {"method": method, "params": params}},
+            "requestState": format!("{PARKED_STATE_PREFIX}{token}"),
+        });
+        let id = link.answer.id.clone();
+        link.answer.finish(200, &jsonrpc::response(&id, interim));
+        let outcome = rx.recv_timeout(self.answer_timeout);
+        self.parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&token);
+        let resume = outcome.map_err(|_| {
+            RpcError::new(
+                jsonrpc::INTERNAL_ERROR,
+                format!(
+                    "the client did not send its {method} answer within {} s",
+                    self.answer_timeout.as_secs()
+                ),
+            )
+        })?;
+        *link.answer = resume.answer;
+        resume
+            .input_responses
+            .get(PARKED_INPUT_KEY)
+            .cloned()
+            .ok_or_else(|| {
+                RpcError::new(
+                    jsonrpc::INVALID_PARAMS,
+                    format!("the retry carried no inputResponses.{PARKED_INPUT_KEY}"),
+                )
+            })
+    }
+
+    /// A 2026-07-28 retry carrying the `requestState` of a parked call: hands the answer and
+    /// this request's connection to the thread running the call.
+    fn resume_parked(
+        &self,
+        mut answer: Answer,
+        token: &str,
+        method: &str,
+        params: &Map<String, Value>,
+        principal: &Principal,
+    ) {
+        let parked = {
+            let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+            match parked.get(token) {
+                Some(p) if p.principal == principal.name && p.method == method => {
+                    parked.remove(token)
+                }
+                _ => None,
+            }
+        };
+        let input_responses = params
+            .get("inputResponses")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let Some(parked) = parked else {
+            let error = RpcError::new(
+                jsonrpc::INVALID_PARAMS,
+                "params.requestState names no call waiting for input (it expired or was already answered): send the request again without requestState",
+            );
+            let id = answer.id.clone();
+            return answer.finish(400, &jsonrpc::error_response(&id, &error));
+        };
+        if let Err(mpsc::SendError(resume)) = parked.resume.send(Resume {
+            answer,
+            input_responses,
+        }) {
+            let mut answer = resume.answer;
+            let error = RpcError::new(
+                jsonrpc::INTERNAL_ERROR,
+                "the call waiting for this input has ended",
+            );
+            let id = answer.id.clone();
+            answer.finish(200, &jsonrpc::error_response(&id, &error));
+        }
+    }
+
+    /// A notification a backend sent outside any call: resource updates go to the sessions and
+    /// listen streams that subscribed to the resource.
+    fn backend_notice(&self, backend: usize, message: &Value) {
+        if message.get("method").and_then(Value::as_str) != Some("notifications/resources/updated")
+        {
+            return;
+        }
+        let Some(uri) = message.pointer("/params/uri").and_then(Value::as_str) else {
+            return;
+        };
+        if self.gateway.catalog().resource_owner(uri).is_none() {
+            log::debug!("backend {backend} announced an update of {uri}, which it does not list");
+        }
+        let subscribed: Vec<String> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, s)| s.subscriptions.contains(uri))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.retain_mut(|open| {
+            let wanted = if open.session.is_empty() {
+                open.resources.iter().any(|r| r == uri)
+            } else {
+                subscribed.contains(&open.session)
+            };
+            if !wanted {
+                return true;
+            }
+            let mut params = message.get("params").cloned().unwrap_or_else(|| json!({}));
+            if let (Some(id), Some(p)) = (&open.subscription_id, params.as_object_mut()) {
+                let meta = p.entry("_meta").or_insert_with(|| json!({}));
+                if let Some(meta) = meta.as_object_mut() {
+                    meta.insert(META_SUBSCRIPTION_ID.into(), id.clone());
+                }
+            }
+            open.stream
+                .send(&jsonrpc::notification(
+                    "notifications/resources/updated",
+                    params,
+                ))
+                .is_ok()
+        });
+    }
+
+    /// `logging/setLevel` in a session: remembered for the session's own log lines, and sent to
+    /// the backends as the most verbose level any session asked for.
+    fn set_log_level(&self, session: &str, params: &Map<String, Value>) -> Result<Value, RpcError> {
+        let level = params
+            .get("level")
+            .and_then(Value::as_str)
+            .filter(|l| LOG_LEVELS.contains(l))
+            .ok_or_else(|| {
+                RpcError::new(
+                    jsonrpc::INVALID_PARAMS,
+                    format!(
+                        "logging/setLevel: params.level must be one of {}",
+                        LOG_LEVELS.join(", ")
+                    ),
+                )
+            })?;
+        let most_verbose = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = sessions.get_mut(session) {
+                s.log_level = Some(level.to_string());
+            }
+            sessions
+                .values()
+                .filter_map(|s| s.log_level.as_deref())
+                .min_by_key(|l| level_rank(l))
+                .unwrap_or(level)
+                .to_string()
+        };
+        self.gateway.set_backend_log_level(&most_verbose);
+        Ok(json!({}))
     }
 
     /// Works out the era of a non-initialize request; `Ok(None)` for an unknown session.
@@ -266,6 +696,9 @@ impl McpFace {
             .unwrap_or(false);
         if version_header == Some(MODERN_VERSION) || has_envelope {
             check_modern_request(request, method, params)?;
+            if method == "tools/call" {
+                self.check_param_headers(request, params)?;
+            }
             return Ok(Some(Era::Modern));
         }
         if let Some(v) = version_header {
@@ -274,6 +707,38 @@ impl McpFace {
             }
         }
         Ok(Some(Era::Plain))
+    }
+
+    /// The `Mcp-Param-*` headers of a 2026-07-28 `tools/call` must agree with its arguments, as
+    /// the tool's definition marks them.
+    fn check_param_headers(
+        &self,
+        request: &Request,
+        params: &Map<String, Value>,
+    ) -> Result<(), RpcError> {
+        let catalog = self.gateway.catalog();
+        let name = params.get("name").and_then(Value::as_str);
+        let schema = catalog
+            .tools
+            .iter()
+            .find(|tool| tool.get("name").and_then(Value::as_str) == name)
+            .and_then(|tool| tool.get("inputSchema"));
+        let Some(schema) = schema else {
+            return Ok(());
+        };
+        let marked = param_headers::marked(schema);
+        if marked.is_empty() {
+            return Ok(());
+        }
+        let empty = Map::new();
+        let arguments = params
+            .get("arguments")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let header =
+            |name: &str| request_header(request, name).map(|v| decode_header_value(v).ok_or(()));
+        param_headers::check(&marked, arguments, &header)
+            .map_err(|message| RpcError::new(jsonrpc::HEADER_MISMATCH, message))
     }
 
     fn touch_session(&self, id: &str) -> bool {
@@ -340,6 +805,12 @@ impl McpFace {
                 Session {
                     protocol_version: version.to_string(),
                     last_seen: Instant::now(),
+                    capabilities: params
+                        .get("capabilities")
+                        .cloned()
+                        .unwrap_or_else(|| json!({})),
+                    log_level: None,
+                    subscriptions: HashSet::new(),
                 },
             );
         }
@@ -368,7 +839,7 @@ impl McpFace {
         if names.is_empty() {
             "mcp-gateway with no backends configured yet; the gateway__status tool reports its state.".to_string()
         } else {
-            format!("mcp-gateway aggregating the MCP servers {}. Tool and prompt names are <server>__<name>; gateway__status reports which servers are up.", names.join(", "))
+            format!("mcp-gateway aggregating the MCP servers {}. Tool and prompt names carry their server's prefix (<prefix>__<name>) unless the config says otherwise; gateway__status reports which servers are up.", names.join(", "))
         }
     }
 
@@ -379,7 +850,7 @@ impl McpFace {
         method: &str,
         params: Map<String, Value>,
         cancel_key: String,
-        responder: &mut Responder,
+        link: &mut CallLink<'_>,
     ) -> Result<Value, RpcError> {
         let page_size = self.gateway.config.limits.page_size;
         let catalog = self.gateway.catalog();
@@ -401,7 +872,6 @@ impl McpFace {
             progress_token,
             cancel_key: Some(cancel_key),
         };
-        let mut notify = |message: Value| responder.notify(&message);
         let allowed = |backend: usize| self.gateway.allows(principal, backend);
         let visible = |kind: CatalogList| match principal.servers {
             None => catalog.visible(kind, &|_| true),
@@ -421,12 +891,18 @@ impl McpFace {
                 list(&visible(CatalogList::Templates), "resourceTemplates")
             }
             "prompts/list" => list(&visible(CatalogList::Prompts), "prompts"),
-            "logging/setLevel" if *era != Era::Modern => Ok(json!({})),
+            "logging/setLevel" => match era {
+                Era::Session { id } => self.set_log_level(id, &params),
+                Era::Plain => Ok(json!({})),
+                Era::Modern => Err(RpcError::new(
+                    jsonrpc::METHOD_NOT_FOUND,
+                    format!("logging/setLevel is not part of {MODERN_VERSION}: put the level in params._meta[\"{META_LOG_LEVEL}\"]"),
+                )),
+            },
             "tools/call" => {
-                let name = required_str(&params, "name", method)?;
-                let arguments = match params.get("arguments") {
-                    None | Some(Value::Null) => json!({}),
-                    Some(a @ Value::Object(_)) => a.clone(),
+                required_str(&params, "name", method)?;
+                match params.get("arguments") {
+                    None | Some(Value::Object(_)) => {}
                     Some(_) => {
                         return Err(RpcError::new(
                             jsonrpc::INVALID_PARAMS,
@@ -435,10 +911,11 @@ impl McpFace {
                     }
                 };
                 self.gateway
-                    .call_tool(principal, name, arguments, options, &mut notify)
+                    .call_tool_params(principal, forwardable(params), options, link)
             }
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                let uri = required_str(&params, "uri", method)?;
+                let uri = required_str(&params, "uri", method)?.to_string();
+                let uri = uri.as_str();
                 let owner = catalog
                     .resource_owner(uri)
                     .filter(|b| allowed(*b))
@@ -451,8 +928,20 @@ impl McpFace {
                         )
                         .with_data(json!({"uri": uri}))
                     })?;
-                self.gateway
-                    .forward(owner, method, forwardable(params), options, &mut notify)
+                let result =
+                    self.gateway
+                        .forward(owner, method, forwardable(params), options, link)?;
+                if let Era::Session { id } = era {
+                    let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(s) = sessions.get_mut(id) {
+                        match method {
+                            "resources/subscribe" => s.subscriptions.insert(uri.to_string()),
+                            "resources/unsubscribe" => s.subscriptions.remove(uri),
+                            _ => false,
+                        };
+                    }
+                }
+                Ok(result)
             }
             "prompts/get" => {
                 let name = required_str(&params, "name", method)?;
@@ -460,8 +949,7 @@ impl McpFace {
                     Some(Route::Backend { backend, original }) if allowed(*backend) => {
                         let mut p = forwardable(params.clone());
                         p.insert("name".into(), json!(original));
-                        self.gateway
-                            .forward(*backend, method, p, options, &mut notify)
+                        self.gateway.forward(*backend, method, p, options, link)
                     }
                     _ => Err(RpcError::new(
                         jsonrpc::INVALID_PARAMS,
@@ -498,7 +986,7 @@ impl McpFace {
                     _ => None,
                 };
                 match target.filter(|b| allowed(*b)) {
-                    Some(backend) => self.gateway.forward(backend, method, p, options, &mut notify),
+                    Some(backend) => self.gateway.forward(backend, method, p, options, link),
                     None => Err(RpcError::new(jsonrpc::INVALID_PARAMS, "completion/complete: \"ref\" names no prompt or resource template of this gateway")),
                 }
             }
@@ -532,7 +1020,20 @@ impl McpFace {
                 &[],
             );
         }
-        match SseStream::start(request, &[(SESSION_HEADER.to_string(), session.clone())]) {
+        let resumed = request_header(&request, "Last-Event-ID")
+            .and_then(|last| self.logs.find(&session, last));
+        let headers = [(SESSION_HEADER.to_string(), session.clone())];
+        if let Some((log, after)) = resumed {
+            match SseStream::start(request, &headers) {
+                Ok(stream) => log
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .resume(after, stream),
+                Err(e) => log::debug!("cannot open the resumed stream: {e}"),
+            }
+            return;
+        }
+        match SseStream::start(request, &headers) {
             Ok(mut stream) => {
                 if stream.comment("stream open").is_ok() {
                     self.streams
@@ -543,6 +1044,7 @@ impl McpFace {
                             stream,
                             wants: [true; 3],
                             subscription_id: None,
+                            resources: Vec::new(),
                         });
                 }
             }
@@ -571,6 +1073,7 @@ impl McpFace {
         match removed {
             Some(s) => {
                 self.close_streams(|open| open.session == session);
+                self.logs.forget_session(&session);
                 log::info!("MCP session ended (protocol {})", s.protocol_version);
                 respond_empty(request, 200, &[])
             }
@@ -616,7 +1119,14 @@ impl McpFace {
 
     /// 2026-07-28 `subscriptions/listen`: acknowledge the list-change kinds we honour, then keep
     /// the stream open (on the keep-alive thread, not a worker) and send them as they happen.
-    fn listen(&self, request: Request, id: Value, params: &Map<String, Value>, can_stream: bool) {
+    fn listen(
+        &self,
+        request: Request,
+        id: Value,
+        params: &Map<String, Value>,
+        can_stream: bool,
+        principal: &Principal,
+    ) {
         if !can_stream {
             let error = RpcError::new(
                 jsonrpc::INVALID_REQUEST,
@@ -644,6 +1154,10 @@ impl McpFace {
                 honoured.insert(key.to_string(), json!(true));
             }
         }
+        let resources = self.subscribe_for_listen(&asked, principal);
+        if !resources.is_empty() {
+            honoured.insert("resourceSubscriptions".into(), json!(resources));
+        }
         let mut stream = match SseStream::start(request, &[]) {
             Ok(s) => s,
             Err(e) => return log::debug!("cannot open the listen stream: {e}"),
@@ -661,8 +1175,41 @@ impl McpFace {
                     stream,
                     wants,
                     subscription_id: Some(id),
+                    resources,
                 });
         }
+    }
+
+    /// The `resourceSubscriptions` of a `subscriptions/listen` request that name resources of
+    /// this gateway the principal may read; each is subscribed at its backend.
+    fn subscribe_for_listen(&self, asked: &Value, principal: &Principal) -> Vec<String> {
+        let catalog = self.gateway.catalog();
+        let uris = asked
+            .get("resourceSubscriptions")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>())
+            .unwrap_or_default();
+        let mut honoured = Vec::new();
+        for uri in uris {
+            let owner = catalog
+                .resource_owner(uri)
+                .filter(|b| self.gateway.allows(principal, *b));
+            let Some(owner) = owner else { continue };
+            let mut params = Map::new();
+            params.insert("uri".into(), json!(uri));
+            let mut ignore = |_: Value| {};
+            match self.gateway.forward(
+                owner,
+                "resources/subscribe",
+                params,
+                CallOptions::default(),
+                &mut ignore,
+            ) {
+                Ok(_) => honoured.push(uri.to_string()),
+                Err(e) => log::debug!("cannot subscribe to {uri}: {}", e.message),
+            }
+        }
+        honoured
     }
 
     /// Keep-alives on open streams; forgets idle sessions.
@@ -681,7 +1228,11 @@ impl McpFace {
         };
         if !expired.is_empty() {
             self.close_streams(|open| expired.contains(&open.session));
+            for id in &expired {
+                self.logs.forget_session(id);
+            }
         }
+        self.logs.sweep();
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         streams.retain_mut(|open| open.stream.comment("keep-alive").is_ok());
     }
@@ -692,6 +1243,93 @@ impl McpFace {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .len()
+    }
+}
+
+/// The link of one call on the MCP face: the call's answer, and who the client is.
+struct CallLink<'a> {
+    face: &'a McpFace,
+    answer: &'a mut Answer,
+    era: &'a Era,
+    principal: &'a str,
+    /// The client's method (a 2026-07-28 retry must repeat it).
+    method: &'a str,
+    /// The key the client cancels the call by.
+    cancel_key: String,
+    capabilities: Value,
+    /// Least severe log level passed on; `None`: no log lines.
+    log_level: Option<String>,
+}
+
+impl ClientLink for CallLink<'_> {
+    fn notify(&mut self, message: Value) {
+        if message.get("method").and_then(Value::as_str) == Some("notifications/message") {
+            let level = message.pointer("/params/level").and_then(Value::as_str);
+            let wanted = match (&self.log_level, level) {
+                (None, _) => false,
+                (Some(min), Some(level)) => level_rank(level) >= level_rank(min),
+                (Some(_), None) => true,
+            };
+            if !wanted {
+                return;
+            }
+        }
+        self.answer.notify(&message);
+    }
+
+    fn ask(&mut self, method: &str, params: Value) -> Result<Value, RpcError> {
+        check_capability(&self.capabilities, method, &params)?;
+        let face = self.face;
+        match self.era {
+            Era::Session { id } => face.ask_in_session(id, self, method, params),
+            Era::Modern => face.ask_by_parking(self, method, params),
+            Era::Plain => Err(RpcError::new(
+                jsonrpc::INVALID_REQUEST,
+                format!("a request without a session cannot be asked {method}: initialize a session first"),
+            )),
+        }
+    }
+
+    fn capabilities(&self) -> Value {
+        self.capabilities.clone()
+    }
+
+    fn log_level(&self) -> Option<String> {
+        self.log_level.clone()
+    }
+
+    fn takes_input_required(&self) -> bool {
+        *self.era == Era::Modern
+    }
+}
+
+/// Position of a log level from the most verbose; unknown levels count as `info`.
+fn level_rank(level: &str) -> usize {
+    LOG_LEVELS.iter().position(|l| *l == level).unwrap_or(1)
+}
+
+/// The DNS-rebinding guard on `Host`: loopback names (any port) and IP addresses (a rebinding
+/// attack needs a name of its own) pass, and so do the hosts of `public_url` and of the
+/// `allowed_origins` entries.
+fn host_allowed(config: &crate::config::Config, host: &str) -> bool {
+    let name = host_name(host).to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") || name.parse::<IpAddr>().is_ok() {
+        return true;
+    }
+    let same_host = |url: &String| {
+        let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+        let authority = url[after_scheme..].split('/').next().unwrap_or("");
+        host_name(authority).eq_ignore_ascii_case(&name)
+    };
+    config.public_url.iter().any(same_host) || config.allowed_origins.iter().any(same_host)
+}
+
+/// The host part of a `Host` header or URL authority: no port, no IPv6 brackets.
+fn host_name(authority: &str) -> &str {
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
     }
 }
 
@@ -730,7 +1368,7 @@ fn forwardable(mut params: Map<String, Value>) -> Map<String, Value> {
 fn capabilities() -> Value {
     json!({
         "tools": {"listChanged": true},
-        "resources": {"listChanged": true, "subscribe": false},
+        "resources": {"listChanged": true, "subscribe": true},
         "prompts": {"listChanged": true},
         "completions": {},
         "logging": {},
@@ -874,8 +1512,25 @@ fn modern_status(error: &RpcError) -> u16 {
     }
 }
 
+/// A result from a 2026-07-28 backend, for a handshake-era client: without the fields and
+/// reserved `_meta` keys of that revision (the content is left as it is).
+fn unmark_modern_result(result: &mut Value) {
+    let Value::Object(map) = result else { return };
+    if map.get("resultType").and_then(Value::as_str) == Some("complete") {
+        map.remove("resultType");
+    }
+    map.remove("ttlMs");
+    map.remove("cacheScope");
+    if let Some(Value::Object(meta)) = map.get_mut("_meta") {
+        meta.retain(|key, _| !key.starts_with("io.modelcontextprotocol/"));
+        if meta.is_empty() {
+            map.remove("_meta");
+        }
+    }
+}
+
 /// 2026-07-28 results say they are complete; list results say how long they may be cached.
-fn mark_modern_result(method: &str, result: &mut Value) {
+fn mark_modern_result(method: &str, result: &mut Value, hint: CacheHint) {
     if let Value::Object(map) = result {
         map.entry("resultType").or_insert(json!("complete"));
         if matches!(
@@ -886,15 +1541,64 @@ fn mark_modern_result(method: &str, result: &mut Value) {
                 | "prompts/list"
                 | "server/discover"
         ) {
-            map.entry("ttlMs").or_insert(json!(0));
-            map.entry("cacheScope").or_insert(json!("private"));
+            let scope = if hint.public { "public" } else { "private" };
+            map.entry("ttlMs")
+                .or_insert(json!(hint.ttl_ms.unwrap_or(0)));
+            map.entry("cacheScope").or_insert(json!(scope));
         }
     }
+}
+
+/// The caching hint of an aggregated list: the shortest `ttlMs` of the backends that
+/// contribute to it (0 for one that said nothing), public only when all of them said so.
+fn combine_hints(hints: impl IntoIterator<Item = CacheHint>) -> CacheHint {
+    let mut combined = CacheHint {
+        ttl_ms: None,
+        public: false,
+    };
+    let mut first = true;
+    for hint in hints {
+        let ttl = hint.ttl_ms.unwrap_or(0);
+        combined.ttl_ms = Some(combined.ttl_ms.map_or(ttl, |t| t.min(ttl)));
+        combined.public = if first {
+            hint.public
+        } else {
+            combined.public && hint.public
+        };
+        first = false;
+    }
+    combined
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_checked_against_loopback_addresses_and_configured_urls() {
+        let parse = |text: &str| {
+            crate::config::Config::parse(text, std::path::Path::new("/"), &|_| None)
+                .expect("a valid config")
+        };
+        let config = parse("{}");
+        for host in [
+            "localhost:9",
+            "127.0.0.1",
+            "[::1]:8080",
+            "192.168.1.5:8080",
+            "a.localhost",
+        ] {
+            assert!(host_allowed(&config, host), "{host}");
+        }
+        assert!(!host_allowed(&config, "evil.example:8080"));
+        assert!(!host_allowed(&config, "nas.local"));
+        let config = parse(
+            r#"{"public_url": "https://gw.example.net/mcp", "allowed_origins": ["http://nas.local:8080"]}"#,
+        );
+        assert!(host_allowed(&config, "gw.example.net"));
+        assert!(host_allowed(&config, "NAS.local:8080"));
+        assert!(!host_allowed(&config, "evil.example"));
+    }
 
     #[test]
     fn routing_header_values_decode() {
@@ -912,13 +1616,28 @@ mod tests {
     #[test]
     fn modern_results_are_marked() {
         let mut r = json!({"tools": []});
-        mark_modern_result("tools/list", &mut r);
+        mark_modern_result("tools/list", &mut r, CacheHint::default());
         assert_eq!(r["resultType"], "complete");
         assert_eq!(r["cacheScope"], "private");
+        assert_eq!(r["ttlMs"], 0);
         let mut c = json!({"content": []});
-        mark_modern_result("tools/call", &mut c);
+        mark_modern_result("tools/call", &mut c, CacheHint::default());
         assert_eq!(c["resultType"], "complete");
         assert!(c.get("ttlMs").is_none());
+    }
+
+    #[test]
+    fn list_hints_take_the_shortest_ttl_and_public_only_when_all_agree() {
+        let public = |ttl| CacheHint {
+            ttl_ms: Some(ttl),
+            public: true,
+        };
+        let both = combine_hints([public(60_000), public(5_000)]);
+        assert_eq!((both.ttl_ms, both.public), (Some(5_000), true));
+        let silent = combine_hints([public(60_000), CacheHint::default()]);
+        assert_eq!((silent.ttl_ms, silent.public), (Some(0), false));
+        let none = combine_hints([]);
+        assert_eq!((none.ttl_ms, none.public), (None, false));
     }
 
     #[test]

@@ -1,0 +1,289 @@
+//! One POST's answer on the MCP face, and the event logs that make handshake-era streams
+//! resumable.
+//!
+//! An [`Answer`] is plain JSON until something must come before the result (progress, a log
+//! line, a request to the client); then it becomes an SSE stream. In a handshake-era session
+//! that stream's events carry ids `<stream>-<seq>` and are kept (bounded) in an [`EventLog`]
+//! registered in [`EventLogs`]: a client whose connection dropped sends `GET /mcp` with
+//! `Last-Event-ID`, gets the events it missed, and goes on reading the rest of the call there.
+
+use crate::http_util::{respond_json, SseStream};
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tiny_http::Request;
+
+/// Events kept per stream for resumption.
+const KEEP_EVENTS: usize = 512;
+/// Bytes kept per stream for resumption (the oldest events go first).
+const KEEP_BYTES: usize = 4 * 1024 * 1024;
+/// How long a finished stream can still be resumed.
+const KEEP_FINISHED: Duration = Duration::from_secs(120);
+/// How long an unfinished stream nobody reads is kept.
+const KEEP_UNFINISHED: Duration = Duration::from_secs(3600);
+/// The reconnection delay we suggest to clients (SSE `retry`), in milliseconds.
+pub const RETRY_MS: u64 = 1000;
+
+/// The events of one resumable stream, and the connection currently reading it.
+pub struct EventLog {
+    stream_no: u64,
+    live: Option<SseStream>,
+    kept: VecDeque<(u64, String)>,
+    kept_bytes: usize,
+    last_seq: u64,
+    finished: Option<Instant>,
+    touched: Instant,
+}
+
+/// A log shared between the call that writes it and the GET that resumes it.
+pub type SharedLog = Arc<Mutex<EventLog>>;
+
+impl EventLog {
+    fn new(stream_no: u64, live: SseStream) -> EventLog {
+        EventLog {
+            stream_no,
+            live: Some(live),
+            kept: VecDeque::new(),
+            kept_bytes: 0,
+            last_seq: 0,
+            finished: None,
+            touched: Instant::now(),
+        }
+    }
+
+    /// Writes `message` as the next event (keeping it); false once no client reads the stream.
+    fn send(&mut self, message: &Value) -> bool {
+        self.last_seq += 1;
+        self.touched = Instant::now();
+        let data = serde_json::to_string(message).unwrap_or_default();
+        let retry = if self.last_seq == 1 {
+            format!("retry: {RETRY_MS}\n")
+        } else {
+            String::new()
+        };
+        let event = format!(
+            "id: {}-{}\n{retry}event: message\ndata: {data}\n\n",
+            self.stream_no, self.last_seq
+        );
+        let delivered = self.write_live(&event);
+        self.kept_bytes += event.len();
+        self.kept.push_back((self.last_seq, event));
+        while self.kept.len() > KEEP_EVENTS || self.kept_bytes > KEEP_BYTES {
+            match self.kept.pop_front() {
+                Some((_, old)) => self.kept_bytes -= old.len(),
+                None => break,
+            }
+        }
+        delivered
+    }
+
+    fn write_live(&mut self, event: &str) -> bool {
+        let Some(live) = self.live.as_mut() else {
+            return false;
+        };
+        if let Err(e) = live.write_event(event) {
+            log::debug!("client stopped reading stream {}: {e}", self.stream_no);
+            self.live = None;
+            return false;
+        }
+        true
+    }
+
+    /// Sends the last message and ends the stream.
+    fn finish(&mut self, message: &Value) {
+        self.send(message);
+        self.finished = Some(Instant::now());
+        if let Some(live) = self.live.take() {
+            let _ = live.finish();
+        }
+    }
+
+    /// Continues the stream on `stream` for a client that last saw event `after`: replays what
+    /// it missed, then either ends (the call is over) or keeps `stream` as the live reader.
+    pub fn resume(&mut self, after: u64, mut stream: SseStream) {
+        self.touched = Instant::now();
+        for (seq, event) in &self.kept {
+            if *seq > after && stream.write_event(event).is_err() {
+                return;
+            }
+        }
+        if self.finished.is_some() {
+            let _ = stream.finish();
+        } else {
+            if let Some(old) = self.live.replace(stream) {
+                let _ = old.finish();
+            }
+        }
+    }
+
+    fn expired(&self) -> bool {
+        match self.finished {
+            Some(at) => at.elapsed() > KEEP_FINISHED,
+            None => self.live.is_none() && self.touched.elapsed() > KEEP_UNFINISHED,
+        }
+    }
+}
+
+/// Every resumable stream, by session.
+#[derive(Default)]
+pub struct EventLogs {
+    logs: Mutex<HashMap<(String, u64), SharedLog>>,
+    next_stream: AtomicU64,
+}
+
+impl EventLogs {
+    fn open(&self, session: &str, live: SseStream) -> SharedLog {
+        let stream_no = self.next_stream.fetch_add(1, Ordering::Relaxed) + 1;
+        let log = Arc::new(Mutex::new(EventLog::new(stream_no, live)));
+        self.lock()
+            .insert((session.to_string(), stream_no), Arc::clone(&log));
+        log
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), SharedLog>> {
+        self.logs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The stream a `Last-Event-ID` of `session` points into, and the last event it saw.
+    pub fn find(&self, session: &str, last_event_id: &str) -> Option<(SharedLog, u64)> {
+        let (stream, seq) = last_event_id.trim().split_once('-')?;
+        let stream: u64 = stream.parse().ok()?;
+        let seq: u64 = seq.parse().ok()?;
+        let log = self.lock().get(&(session.to_string(), stream)).cloned()?;
+        Some((log, seq))
+    }
+
+    /// Forgets the streams of an ended session.
+    pub fn forget_session(&self, session: &str) {
+        self.lock().retain(|(s, _), _| s != session);
+    }
+
+    /// Forgets streams that can no longer be resumed.
+    pub fn sweep(&self) {
+        self.lock()
+            .retain(|_, log| !log.lock().unwrap_or_else(|e| e.into_inner()).expired());
+    }
+
+    /// Number of streams kept (for tests).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no stream is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where the events of an [`Answer`] go once it streams.
+enum Stream {
+    /// A stream nobody can resume (2026-07-28, or no session).
+    Plain(SseStream),
+    /// A handshake-era stream, kept for resumption.
+    Logged(SharedLog),
+}
+
+/// One POST's answer: JSON, or an SSE stream from the first message that precedes the result.
+pub struct Answer {
+    /// The JSON-RPC id the final message answers (a 2026-07-28 retry brings its own).
+    pub id: Value,
+    request: Option<Request>,
+    stream: Option<Stream>,
+    can_stream: bool,
+    resumable: Option<(String, Arc<EventLogs>)>,
+    done: bool,
+    broken: bool,
+}
+
+impl Answer {
+    /// `can_stream`: the client's `Accept` allows `text/event-stream`. `resumable`: the session
+    /// and the registry that keeps its streams, for the handshake era.
+    pub fn new(
+        request: Request,
+        id: Value,
+        can_stream: bool,
+        resumable: Option<(String, Arc<EventLogs>)>,
+    ) -> Answer {
+        Answer {
+            id,
+            request: Some(request),
+            stream: None,
+            can_stream,
+            resumable,
+            done: false,
+            broken: false,
+        }
+    }
+
+    /// Whether messages before the result can reach the client.
+    pub fn can_stream(&self) -> bool {
+        self.can_stream && !self.done
+    }
+
+    /// Sends a message that comes before the result, opening the stream on the first one.
+    /// Returns false when it was not delivered (no stream possible, or nobody reads it; a
+    /// resumable stream still keeps it).
+    pub fn notify(&mut self, message: &Value) -> bool {
+        if !self.can_stream() || self.broken {
+            return false;
+        }
+        if self.stream.is_none() {
+            let Some(request) = self.request.take() else {
+                return false;
+            };
+            let live = match SseStream::start(request, &[]) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::debug!("cannot open the event stream: {e}");
+                    self.broken = true;
+                    return false;
+                }
+            };
+            self.stream = Some(match &self.resumable {
+                Some((session, logs)) => Stream::Logged(logs.open(session, live)),
+                None => Stream::Plain(live),
+            });
+        }
+        match self.stream.as_mut() {
+            Some(Stream::Plain(live)) => {
+                if let Err(e) = live.send(message) {
+                    log::debug!("client went away during the call: {e}");
+                    self.broken = true;
+                    return false;
+                }
+                true
+            }
+            Some(Stream::Logged(log)) => {
+                log.lock().unwrap_or_else(|e| e.into_inner()).send(message)
+            }
+            None => false,
+        }
+    }
+
+    /// Sends the final message: a JSON answer with `status`, or the last event of the stream.
+    /// Later calls do nothing.
+    pub fn finish(&mut self, status: u16, message: &Value) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        if let Some(request) = self.request.take() {
+            return respond_json(request, status, message, &[]);
+        }
+        match self.stream.take() {
+            Some(Stream::Plain(mut live)) if !self.broken => {
+                if let Err(e) = live.send(message).and_then(|_| live.finish()) {
+                    log::debug!("client went away before the result: {e}");
+                }
+            }
+            Some(Stream::Plain(_)) => {}
+            Some(Stream::Logged(log)) => log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .finish(message),
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The way back to the client during one call: what a backend sends the caller before the result.
+//!
+//! A backend handling a call may send notifications (progress, log lines) and, in the handshake
+//! era, requests of its own (`sampling/createMessage`, `elicitation/create`, `roots/list`). The
+//! face that took the call hands the core a [`ClientLink`] saying how to reach that very client:
+//! the MCP face over the call's event stream (or, for a 2026-07-28 client, as an
+//! `input_required` interim result), the OpenAI face only for notifications it ignores.
+
+use crate::jsonrpc::{self, RpcError};
+use serde_json::{json, Value};
+
+/// JSON-RPC error code for a request the client cannot serve because it did not declare the
+/// capability (2026-07-28 `MISSING_REQUIRED_CLIENT_CAPABILITY`).
+pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
+
+/// The methods a backend may ask of the client while it handles a call.
+pub const CLIENT_METHODS: &[&str] = &["sampling/createMessage", "elicitation/create", "roots/list"];
+
+/// How a call reaches back to the client that made it.
+pub trait ClientLink {
+    /// Passes a notification (progress with the client's own token, a log line) to the client.
+    fn notify(&mut self, message: Value);
+
+    /// Asks the client `method` (one of [`CLIENT_METHODS`]) and waits for its answer.
+    fn ask(&mut self, method: &str, _params: Value) -> Result<Value, RpcError> {
+        Err(RpcError::new(
+            jsonrpc::METHOD_NOT_FOUND,
+            format!("the client of this call cannot answer {method} (it reached mcp-gateway by a way that carries no requests back)"),
+        ))
+    }
+
+    /// The client's capabilities, as a 2026-07-28 backend should see them in the request
+    /// envelope.
+    fn capabilities(&self) -> Value {
+        json!({})
+    }
+
+    /// The log level the client asked for (2026-07-28 `_meta` `logLevel`); `None`: no log lines.
+    fn log_level(&self) -> Option<String> {
+        None
+    }
+
+    /// True when the client speaks 2026-07-28 itself: a backend's `input_required` result goes
+    /// to it as it is. Otherwise the core asks the client each embedded request and retries.
+    fn takes_input_required(&self) -> bool {
+        false
+    }
+}
+
+/// Any closure taking notifications is a link that cannot answer requests.
+impl<F: FnMut(Value)> ClientLink for F {
+    fn notify(&mut self, message: Value) {
+        self(message)
+    }
+}
+
+/// Whether `capabilities` (a client's declared capabilities) allow asking it `method` with
+/// `params`; the error names what is missing.
+pub fn check_capability(
+    capabilities: &Value,
+    method: &str,
+    params: &Value,
+) -> Result<(), RpcError> {
+    let needed: &[&str] = match method {
+        "sampling/createMessage" => &["sampling"],
+        "roots/list" => &["roots"],
+        "elicitation/create" => {
+            if params.get("mode").and_then(Value::as_str) == Some("url") {
+                &["elicitation", "url"]
+            } else {
+                &["elicitation"]
+            }
+        }
+        _ => {
+            return Err(RpcError::new(
+                jsonrpc::METHOD_NOT_FOUND,
+                format!("mcp-gateway does not relay {method} to clients"),
+            ))
+        }
+    };
+    let mut at = capabilities;
+    for key in needed {
+        match at.get(*key) {
+            Some(next) if !next.is_null() => at = next,
+            _ => {
+                let what = needed.join(".");
+                return Err(RpcError::new(
+                    MISSING_CLIENT_CAPABILITY,
+                    format!("the client did not declare the \"{what}\" capability, so mcp-gateway cannot pass it this {method} request"),
+                )
+                .with_data(json!({"requiredCapabilities": what})));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_are_checked_per_method_and_mode() {
+        let caps = json!({"sampling": {}, "elicitation": {"form": {}}});
+        assert!(check_capability(&caps, "sampling/createMessage", &json!({})).is_ok());
+        assert!(check_capability(&caps, "elicitation/create", &json!({"mode": "form"})).is_ok());
+        let url = check_capability(&caps, "elicitation/create", &json!({"mode": "url"}));
+        assert_eq!(url.unwrap_err().code, MISSING_CLIENT_CAPABILITY);
+        let roots = check_capability(&caps, "roots/list", &json!({})).unwrap_err();
+        assert!(roots.message.contains("\"roots\""), "{}", roots.message);
+        let other = check_capability(&caps, "tools/call", &json!({})).unwrap_err();
+        assert_eq!(other.code, jsonrpc::METHOD_NOT_FOUND);
+    }
+
+    #[test]
+    fn a_closure_is_a_link_that_refuses_requests() {
+        let mut seen = Vec::new();
+        let mut closure = |m: Value| seen.push(m);
+        let link: &mut dyn ClientLink = &mut closure;
+        link.notify(json!({"method": "x"}));
+        assert!(link.ask("roots/list", json!({})).is_err());
+        assert!(!link.takes_input_required());
+        assert_eq!(seen.len(), 1);
+    }
+}
