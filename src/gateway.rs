@@ -169,6 +169,18 @@ impl Gateway {
             .push(listener);
     }
 
+    /// Subscribes (`on`) or unsubscribes one client to updates of resource `uri` of backend
+    /// `index` (counted per URI, so one client leaving does not end another's updates).
+    pub fn set_subscription(&self, index: usize, uri: &str, on: bool) -> Result<(), RpcError> {
+        let Some(backend) = self.backends.get(index) else {
+            return Err(RpcError::new(
+                jsonrpc::INTERNAL_ERROR,
+                "route to a backend that does not exist",
+            ));
+        };
+        backend.set_subscription(uri, on).map_err(|e| e.to_rpc())
+    }
+
     /// Sends `logging/setLevel` to every handshake-era backend that offers logging.
     pub fn set_backend_log_level(&self, level: &str) {
         for backend in &self.backends {

@@ -68,6 +68,9 @@ struct SessionState {
     listen_count: u64,
     /// The `Mcp-Param-*` parameters of each tool, by the backend's tool name.
     param_headers: HashMap<String, Vec<ParamHeader>>,
+    /// 2026-07-28: the `subscriptions/listen` request the listen stream POSTs (instead of the
+    /// handshake era's GET).
+    listen_request: Option<Value>,
 }
 
 impl HttpTransport {
@@ -140,6 +143,11 @@ impl Transport for HttpTransport {
 
     fn set_param_headers(&self, tools: HashMap<String, Vec<ParamHeader>>) {
         self.shared.lock().param_headers = tools;
+    }
+
+    fn open_subscription(&self, request: Value, _previous_id: Option<Value>) {
+        self.shared.lock().listen_request = Some(request);
+        self.open_listen_stream();
     }
 
     fn open_listen_stream(&self) {
@@ -504,18 +512,40 @@ impl Shared {
         cursor: &StreamCursor,
     ) -> Result<impl Read, String> {
         let (protocol, session) = self.snapshot();
-        let mut builder = agent.get(&self.url).header("Accept", EVENT_STREAM);
-        builder = self.with_common_headers(builder, &protocol, session.as_deref());
-        if let Some(last) = &cursor.last_event_id {
-            builder = builder.header("Last-Event-ID", last.as_str());
+        let listen_request = self.lock().listen_request.clone();
+        let response = match listen_request {
+            // 2026-07-28: a POSTed subscriptions/listen whose answer is the stream.
+            Some(request) => {
+                let mut builder = agent
+                    .post(&self.url)
+                    .header("Content-Type", JSON)
+                    .header("Accept", "application/json, text/event-stream");
+                builder = self.with_common_headers(builder, &protocol, session.as_deref());
+                for (name, value) in routing_headers(&request, &HashMap::new()) {
+                    builder = builder.header(name, value);
+                }
+                builder
+                    .config()
+                    .timeout_connect(Some(LISTEN_CONNECT_TIMEOUT))
+                    .timeout_recv_response(Some(LISTEN_HEADERS_TIMEOUT))
+                    .build()
+                    .send(request.to_string().as_bytes())
+            }
+            None => {
+                let mut builder = agent.get(&self.url).header("Accept", EVENT_STREAM);
+                builder = self.with_common_headers(builder, &protocol, session.as_deref());
+                if let Some(last) = &cursor.last_event_id {
+                    builder = builder.header("Last-Event-ID", last.as_str());
+                }
+                builder
+                    .config()
+                    .timeout_connect(Some(LISTEN_CONNECT_TIMEOUT))
+                    .timeout_recv_response(Some(LISTEN_HEADERS_TIMEOUT))
+                    .build()
+                    .call()
+            }
         }
-        let response = builder
-            .config()
-            .timeout_connect(Some(LISTEN_CONNECT_TIMEOUT))
-            .timeout_recv_response(Some(LISTEN_HEADERS_TIMEOUT))
-            .build()
-            .call()
-            .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?;
         self.capture_session(&response);
         let status = response.status().as_u16();
         if status != 200 {

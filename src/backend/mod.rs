@@ -49,8 +49,6 @@ const RECONNECT_WAIT: Duration = Duration::from_millis(1500);
 const RETRY_NOW_MIN_GAP: Duration = Duration::from_millis(500);
 /// How long a call waits for one of the backend's call slots.
 const SLOT_WAIT: Duration = Duration::from_secs(2);
-/// A `subscriptions/listen` request is renewed after this long.
-const LISTEN_RENEW_AFTER: Duration = Duration::from_secs(3600);
 
 /// Where a backend is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,6 +261,10 @@ pub struct Backend {
     supervisor: Mutex<Option<Sender<SupervisorMsg>>>,
     on_change: Box<dyn Fn() + Send + Sync>,
     on_notice: RwLock<Option<NoticeHandler>>,
+    /// Resource URIs clients subscribed to, with how many subscribers each.
+    subscriptions: Mutex<HashMap<String, usize>>,
+    /// The id of the open 2026-07-28 `subscriptions/listen` request.
+    listen_id: Mutex<Option<Value>>,
     stopped: AtomicBool,
     refresh_interval: Duration,
 }
@@ -302,6 +304,8 @@ impl Backend {
             supervisor: Mutex::new(None),
             on_change,
             on_notice: RwLock::new(None),
+            subscriptions: Mutex::new(HashMap::new()),
+            listen_id: Mutex::new(None),
             stopped: AtomicBool::new(false),
             refresh_interval,
         })
@@ -686,10 +690,11 @@ impl Backend {
         Ok(())
     }
 
-    /// On a 2026-07-28 backend, change notifications come on a long-lived `subscriptions/listen`
-    /// request; keep one open for as long as `conn` is the current connection.
-    fn spawn_listener(self: &Arc<Self>, conn: Arc<Connection>) {
-        let wants: Map<String, Value> = [
+    /// On a 2026-07-28 backend, change notifications and resource updates come on a long-lived
+    /// `subscriptions/listen` request; (re)opens it on `conn` asking for the list changes the
+    /// backend offers and the resources clients subscribed to.
+    fn listen_for_changes(&self, conn: &Connection) {
+        let mut wants: Map<String, Value> = [
             ("tools", "toolsListChanged"),
             ("prompts", "promptsListChanged"),
             ("resources", "resourcesListChanged"),
@@ -704,69 +709,104 @@ impl Backend {
         })
         .map(|(_, key)| (key.to_string(), json!(true)))
         .collect();
+        let subscribed: Vec<String> = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        if !subscribed.is_empty() {
+            wants.insert("resourceSubscriptions".into(), json!(subscribed));
+        }
         if wants.is_empty() {
             return;
         }
-        let backend = Arc::downgrade(self);
-        let name = self.config.name.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("listen-{name}"))
-            .spawn(move || loop {
-                let Some(me) = backend.upgrade() else { return };
-                let current = me
-                    .connection
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_ref()
-                    .map(|c| Arc::ptr_eq(c, &conn))
-                    .unwrap_or(false);
-                if !current || me.stopped.load(Ordering::SeqCst) || !conn.transport.is_alive() {
-                    return;
-                }
-                let id = me.next_id.fetch_add(1, Ordering::Relaxed);
-                drop(me);
-                let mut params = Map::new();
-                params.insert("notifications".into(), Value::Object(wants.clone()));
-                add_envelope(&mut params, json!({}));
-                let request =
-                    jsonrpc::request(&json!(id), "subscriptions/listen", Value::Object(params));
-                let tx = backend.upgrade().and_then(|b| {
-                    b.supervisor
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .clone()
-                });
-                let mut on_message = |message: Value| {
-                    let method = message.get("method").and_then(Value::as_str).unwrap_or("");
-                    if method.ends_with("/list_changed") {
-                        if let Some(tx) = &tx {
-                            let _ = tx.send(SupervisorMsg::Refresh);
-                        }
-                    }
-                };
-                match conn
-                    .transport
-                    .request(&request, None, LISTEN_RENEW_AFTER, &mut on_message)
-                {
-                    Ok(response) if response.get("error").is_some() => {
-                        log::debug!(
-                            "[{name}] subscriptions/listen refused: {}",
-                            response["error"]
-                        );
-                        return;
-                    }
-                    // A graceful end: open a new one, without spinning on a server that ends at once.
-                    Ok(_) => std::thread::sleep(BACKOFF_START),
-                    Err(TransportError::Timeout(_)) => {}
-                    Err(TransportError::Closed) => return,
-                    Err(e) => {
-                        log::debug!("[{name}] subscriptions/listen ended: {e}");
-                        std::thread::sleep(BACKOFF_START * 5);
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            log::warn!("[{}] cannot watch for list changes: {e}", self.config.name);
+        let id = json!(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let mut params = Map::new();
+        params.insert("notifications".into(), Value::Object(wants));
+        add_envelope(&mut params, json!({}));
+        let request = jsonrpc::request(&id, "subscriptions/listen", Value::Object(params));
+        let previous = self
+            .listen_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(id);
+        conn.transport.open_subscription(request, previous);
+    }
+
+    /// Subscribes (`on`) or unsubscribes one client to updates of `uri`. Counted: the backend
+    /// hears `resources/subscribe` for the first subscriber and `unsubscribe` after the last
+    /// (2026-07-28 backends: the URI joins or leaves the listen request).
+    pub fn set_subscription(&self, uri: &str, on: bool) -> Result<(), CallError> {
+        let changed = {
+            let mut subs = self.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
+            let count = subs.entry(uri.to_string()).or_insert(0);
+            let before = *count;
+            *count = if on {
+                before + 1
+            } else {
+                before.saturating_sub(1)
+            };
+            let after = *count;
+            if after == 0 {
+                subs.remove(uri);
+            }
+            (before == 0) != (after == 0)
+        };
+        if !changed {
+            return Ok(());
+        }
+        let conn = self
+            .connection
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(conn) = conn else { return Ok(()) };
+        if conn.stateless {
+            self.listen_for_changes(&conn);
+            return Ok(());
+        }
+        let method = if on {
+            "resources/subscribe"
+        } else {
+            "resources/unsubscribe"
+        };
+        let mut params = Map::new();
+        params.insert("uri".into(), json!(uri));
+        let mut ignore = |_: Value| {};
+        self.call(method, params, CallOptions::default(), &mut ignore)
+            .map(|_| ())
+    }
+
+    /// After a reconnection: the subscriptions clients hold are made again on the new
+    /// connection (handshake era; 2026-07-28 backends get them in the listen request).
+    fn resubscribe(&self, conn: &Connection) {
+        if conn.stateless {
+            return;
+        }
+        let uris: Vec<String> = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for uri in uris {
+            let mut params = Map::new();
+            params.insert("uri".into(), json!(uri));
+            let mut ignore = |_: Value| {};
+            if let Err(e) = self.call(
+                "resources/subscribe",
+                params,
+                CallOptions::default(),
+                &mut ignore,
+            ) {
+                log::debug!(
+                    "[{}] cannot subscribe to {uri} again: {e}",
+                    self.config.name
+                );
+            }
         }
     }
 
@@ -783,9 +823,12 @@ impl Backend {
                         conn.version
                     );
                     if conn.stateless {
-                        self.spawn_listener(Arc::clone(&conn));
+                        *self.listen_id.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        self.listen_for_changes(&conn);
                     }
-                    *self.connection.write().unwrap_or_else(|e| e.into_inner()) = Some(conn);
+                    *self.connection.write().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Arc::clone(&conn));
+                    self.resubscribe(&conn);
                     // Drop failures reported about the previous connection.
                     while let Ok(msg) = rx.try_recv() {
                         if let SupervisorMsg::Stop = msg {

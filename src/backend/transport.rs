@@ -101,6 +101,19 @@ pub trait Transport: Send + Sync {
     /// the transport's own.
     fn open_listen_stream(&self);
 
+    /// 2026-07-28: keeps the `subscriptions/listen` `request` open, replacing the one sent
+    /// before (whose id was `previous_id`); its notifications go to the unsolicited handler.
+    /// By default the request is sent on the shared stream after cancelling the previous one.
+    fn open_subscription(&self, request: Value, previous_id: Option<Value>) {
+        if let Some(id) = previous_id {
+            let cancel = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}});
+            let _ = self.send(&cancel);
+        }
+        if let Err(e) = self.send(&request) {
+            log::debug!("cannot send subscriptions/listen: {e}");
+        }
+    }
+
     /// Tells the transport which tool parameters become `Mcp-Param-*` headers (2026-07-28), by
     /// the backend's tool name. Only Streamable HTTP sends headers.
     fn set_param_headers(&self, _tools: HashMap<String, Vec<ParamHeader>>) {}

@@ -613,8 +613,7 @@ impl McpFace {
             .filter(|(_, s)| s.subscriptions.contains(uri))
             .map(|(id, _)| id.clone())
             .collect();
-        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        streams.retain_mut(|open| {
+        self.retain_streams(|open| {
             let wanted = if open.session.is_empty() {
                 open.resources.iter().any(|r| r == uri)
             } else {
@@ -789,15 +788,16 @@ impl McpFace {
                 return respond_json(request, 500, &jsonrpc::error_response(id, &error), &[]);
             }
         };
-        {
+        let evicted = {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let mut evicted = None;
             if sessions.len() >= MAX_SESSIONS {
                 if let Some(oldest) = sessions
                     .iter()
                     .min_by_key(|(_, s)| s.last_seen)
                     .map(|(k, _)| k.clone())
                 {
-                    sessions.remove(&oldest);
+                    evicted = sessions.remove(&oldest).map(|s| (oldest, s));
                 }
             }
             sessions.insert(
@@ -813,6 +813,10 @@ impl McpFace {
                     subscriptions: HashSet::new(),
                 },
             );
+            evicted
+        };
+        if let Some((id, session)) = evicted {
+            self.end_session(&id, session);
         }
         let client = params
             .get("clientInfo")
@@ -913,35 +917,54 @@ impl McpFace {
                 self.gateway
                     .call_tool_params(principal, forwardable(params), options, link)
             }
-            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = required_str(&params, "uri", method)?;
+                let owner = catalog
+                    .resource_owner(uri)
+                    .filter(|b| allowed(*b))
+                    .ok_or_else(|| unknown_resource(uri))?;
+                let on = method == "resources/subscribe";
+                let changed = match era {
+                    Era::Session { id } => {
+                        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                        match sessions.get_mut(id) {
+                            Some(s) if on => s.subscriptions.insert(uri.to_string()),
+                            Some(s) => s.subscriptions.remove(uri),
+                            None => false,
+                        }
+                    }
+                    Era::Modern => return Err(RpcError::new(
+                        jsonrpc::METHOD_NOT_FOUND,
+                        format!("{method} is not part of {MODERN_VERSION}: open subscriptions/listen with notifications.resourceSubscriptions"),
+                    )),
+                    Era::Plain => return Err(RpcError::new(
+                        jsonrpc::INVALID_REQUEST,
+                        format!("{method} needs a session to send the updates on: initialize one first"),
+                    )),
+                };
+                if changed {
+                    if let Err(e) = self.gateway.set_subscription(owner, uri, on) {
+                        if on {
+                            if let Era::Session { id } = era {
+                                if let Some(s) = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
+                                    s.subscriptions.remove(uri);
+                                }
+                            }
+                        }
+                        return Err(e);
+                    }
+                }
+                Ok(json!({}))
+            }
+            "resources/read" => {
                 let uri = required_str(&params, "uri", method)?.to_string();
                 let uri = uri.as_str();
                 let owner = catalog
                     .resource_owner(uri)
                     .filter(|b| allowed(*b))
-                    .ok_or_else(|| {
-                        RpcError::new(
-                            jsonrpc::INVALID_PARAMS,
-                            format!(
-                                "unknown resource \"{uri}\" (resources/list shows what is offered)"
-                            ),
-                        )
-                        .with_data(json!({"uri": uri}))
-                    })?;
-                let result =
-                    self.gateway
-                        .forward(owner, method, forwardable(params), options, link)?;
-                if let Era::Session { id } = era {
-                    let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-                    if let Some(s) = sessions.get_mut(id) {
-                        match method {
-                            "resources/subscribe" => s.subscriptions.insert(uri.to_string()),
-                            "resources/unsubscribe" => s.subscriptions.remove(uri),
-                            _ => false,
-                        };
-                    }
-                }
-                Ok(result)
+                    .ok_or_else(|| unknown_resource(uri))?;
+                self.gateway
+                    .forward(owner, method, forwardable(params), options, link)
             }
             "prompts/get" => {
                 let name = required_str(&params, "name", method)?;
@@ -1072,13 +1095,49 @@ impl McpFace {
             .remove(&session);
         match removed {
             Some(s) => {
-                self.close_streams(|open| open.session == session);
-                self.logs.forget_session(&session);
                 log::info!("MCP session ended (protocol {})", s.protocol_version);
+                self.end_session(&session, s);
                 respond_empty(request, 200, &[])
             }
             None => self.unknown_session(request),
         }
+    }
+
+    /// Keeps the open streams for which `keep` says so; the resource subscriptions of the
+    /// others are given up.
+    fn retain_streams(&self, keep: impl FnMut(&mut OpenStream) -> bool) {
+        let mut keep = keep;
+        let mut released = Vec::new();
+        {
+            let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+            streams.retain_mut(|open| {
+                let kept = keep(open);
+                if !kept {
+                    released.append(&mut open.resources);
+                }
+                kept
+            });
+        }
+        self.release_subscriptions(released);
+    }
+
+    /// Gives up one subscriber's subscriptions to `uris`.
+    fn release_subscriptions(&self, uris: impl IntoIterator<Item = String>) {
+        let catalog = self.gateway.catalog();
+        for uri in uris {
+            if let Some(owner) = catalog.resource_owner(&uri) {
+                if let Err(e) = self.gateway.set_subscription(owner, &uri, false) {
+                    log::debug!("cannot unsubscribe from {uri}: {}", e.message);
+                }
+            }
+        }
+    }
+
+    /// Forgets a session that ended (or expired): its streams, events and subscriptions.
+    fn end_session(&self, id: &str, session: Session) {
+        self.close_streams(|open| open.session == id);
+        self.logs.forget_session(id);
+        self.release_subscriptions(session.subscriptions);
     }
 
     fn close_streams(&self, which: impl Fn(&OpenStream) -> bool) {
@@ -1088,15 +1147,17 @@ impl McpFace {
             .partition(|s| which(s));
         *streams = keep;
         drop(streams);
-        for open in closing {
+        let mut released = Vec::new();
+        for mut open in closing {
+            released.append(&mut open.resources);
             let _ = open.stream.finish();
         }
+        self.release_subscriptions(released);
     }
 
     /// Sends `notifications/<kind>/list_changed` to every open stream that wants it.
     pub fn broadcast_list_changed(&self, kinds: &[ListKind]) {
-        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        streams.retain_mut(|open| {
+        self.retain_streams(|open| {
             kinds.iter().all(|kind| {
                 let (slot, method) = match kind {
                     ListKind::Tools => (0, "notifications/tools/list_changed"),
@@ -1195,17 +1256,8 @@ impl McpFace {
                 .resource_owner(uri)
                 .filter(|b| self.gateway.allows(principal, *b));
             let Some(owner) = owner else { continue };
-            let mut params = Map::new();
-            params.insert("uri".into(), json!(uri));
-            let mut ignore = |_: Value| {};
-            match self.gateway.forward(
-                owner,
-                "resources/subscribe",
-                params,
-                CallOptions::default(),
-                &mut ignore,
-            ) {
-                Ok(_) => honoured.push(uri.to_string()),
+            match self.gateway.set_subscription(owner, uri, true) {
+                Ok(()) => honoured.push(uri.to_string()),
                 Err(e) => log::debug!("cannot subscribe to {uri}: {}", e.message),
             }
         }
@@ -1214,27 +1266,22 @@ impl McpFace {
 
     /// Keep-alives on open streams; forgets idle sessions.
     fn housekeeping(&self) {
-        let expired: Vec<String> = {
+        let expired: Vec<(String, Session)> = {
             let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            let expired: Vec<String> = sessions
+            let ids: Vec<String> = sessions
                 .iter()
                 .filter(|(_, s)| s.last_seen.elapsed() > SESSION_IDLE_LIMIT)
                 .map(|(k, _)| k.clone())
                 .collect();
-            for id in &expired {
-                sessions.remove(id);
-            }
-            expired
+            ids.into_iter()
+                .filter_map(|id| sessions.remove(&id).map(|s| (id, s)))
+                .collect()
         };
-        if !expired.is_empty() {
-            self.close_streams(|open| expired.contains(&open.session));
-            for id in &expired {
-                self.logs.forget_session(id);
-            }
+        for (id, session) in expired {
+            self.end_session(&id, session);
         }
         self.logs.sweep();
-        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        streams.retain_mut(|open| open.stream.comment("keep-alive").is_ok());
+        self.retain_streams(|open| open.stream.comment("keep-alive").is_ok());
     }
 
     /// Number of open sessions (for tests and metrics).
@@ -1331,6 +1378,14 @@ fn host_name(authority: &str) -> &str {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.split(':').next().unwrap_or(""),
     }
+}
+
+fn unknown_resource(uri: &str) -> RpcError {
+    RpcError::new(
+        jsonrpc::INVALID_PARAMS,
+        format!("unknown resource \"{uri}\" (resources/list shows what is offered)"),
+    )
+    .with_data(json!({"uri": uri}))
 }
 
 fn cancel_key(owner: &str, request_id: &Value) -> String {
