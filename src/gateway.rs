@@ -411,3 +411,38 @@ fn ask_embedded_requests(
     }
     Ok(answers)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that answers every request with what it was asked, and records the questions.
+    struct Answering(Vec<String>);
+
+    impl ClientLink for Answering {
+        fn notify(&mut self, _message: Value) {}
+        fn ask(&mut self, method: &str, params: Value) -> Result<Value, RpcError> {
+            self.0.push(method.to_string());
+            Ok(json!({"answered": params}))
+        }
+    }
+
+    #[test]
+    fn embedded_requests_are_asked_and_answered_under_their_keys() {
+        let interim = json!({
+            "resultType": "input_required",
+            "inputRequests": {
+                "who": {"method": "elicitation/create", "params": {"message": "name?"}},
+                "llm": {"method": "sampling/createMessage", "params": {"maxTokens": 5}},
+            },
+            "requestState": "opaque",
+        });
+        let mut client = Answering(Vec::new());
+        let answers = ask_embedded_requests(&interim, &mut client).unwrap();
+        assert_eq!(client.0, ["elicitation/create", "sampling/createMessage"]);
+        assert_eq!(answers["who"], json!({"answered": {"message": "name?"}}));
+        assert_eq!(answers["llm"], json!({"answered": {"maxTokens": 5}}));
+        let mut refusing = |_: Value| {};
+        assert!(ask_embedded_requests(&interim, &mut refusing).is_err());
+    }
+}

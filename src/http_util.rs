@@ -81,6 +81,15 @@ impl SseStream {
         })
     }
 
+    /// A stream whose head was already written to `writer` (tests write into memory).
+    pub fn from_writer(writer: Box<dyn Write + Send>) -> SseStream {
+        SseStream {
+            writer,
+            next_id: 0,
+            id_prefix: String::new(),
+        }
+    }
+
     /// Event ids become `<prefix><n>`.
     pub fn with_id_prefix(mut self, prefix: String) -> SseStream {
         self.id_prefix = prefix;

@@ -616,6 +616,32 @@ for line in sys.stdin:
     }
 
     #[test]
+    fn backend_requests_and_log_lines_go_to_the_only_interactive_call() {
+        let pending = Pending::default();
+        let unclaimed = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&unclaimed);
+        let on_unsolicited: UnsolicitedHandler =
+            Arc::new(move |m: Value| sink.lock().unwrap().push(m));
+        let _refresh = pending.register(&json!(1), None, false).unwrap();
+        let call = pending.register(&json!(2), None, true).unwrap();
+        let ask = json!({"jsonrpc": "2.0", "id": 7, "method": "elicitation/create", "params": {}});
+        let log = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info"}});
+        pending.dispatch_or(ask.clone(), &on_unsolicited);
+        pending.dispatch_or(log.clone(), &on_unsolicited);
+        assert!(unclaimed.lock().unwrap().is_empty());
+        for expected in [&ask, &log] {
+            match call.0.recv_timeout(Duration::from_secs(1)) {
+                Ok(Delivery::Message(m)) => assert_eq!(&m, expected),
+                _ => panic!("the interactive call did not get {expected}"),
+            }
+        }
+        // With two interactive calls in flight nobody can tell whose it is.
+        let _other = pending.register(&json!(3), None, true).unwrap();
+        pending.dispatch_or(ask.clone(), &on_unsolicited);
+        assert_eq!(unclaimed.lock().unwrap().as_slice(), [ask]);
+    }
+
+    #[test]
     fn timeout_removes_the_waiter() {
         let transport = sh("mute", "cat > /dev/null", ignore());
         let request = json!({"jsonrpc": "2.0", "id": 1, "method": "x"});

@@ -287,3 +287,106 @@ impl Answer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::io::{self, Write};
+
+    /// A writer into shared memory that can be made to fail, like a dropped connection.
+    #[derive(Clone, Default)]
+    struct Wire {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        broken: Arc<Mutex<bool>>,
+    }
+
+    impl Write for Wire {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if *self.broken.lock().unwrap() {
+                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "gone"));
+            }
+            self.bytes.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Wire {
+        fn stream(&self) -> SseStream {
+            SseStream::from_writer(Box::new(self.clone()))
+        }
+        fn text(&self) -> String {
+            String::from_utf8(self.bytes.lock().unwrap().clone()).unwrap()
+        }
+        fn ids(&self) -> Vec<String> {
+            self.text()
+                .lines()
+                .filter_map(|l| l.strip_prefix("id: ").map(str::to_string))
+                .collect()
+        }
+    }
+
+    fn progress(n: u64) -> Value {
+        json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": n}})
+    }
+
+    #[test]
+    fn a_dropped_stream_resumes_after_the_last_event_seen() {
+        let logs = EventLogs::default();
+        let first = Wire::default();
+        let log = logs.open("s1", first.stream());
+        let stream_no = log.lock().unwrap().stream_no;
+        let mut log = log.lock().unwrap();
+        assert!(log.send(&progress(1)));
+        assert!(log.send(&progress(2)));
+        assert!(first.text().contains("retry: 1000"), "{}", first.text());
+        *first.broken.lock().unwrap() = true;
+        assert!(!log.send(&progress(3)), "nobody reads the stream any more");
+        let second = Wire::default();
+        log.resume(2, second.stream());
+        assert_eq!(second.ids(), [format!("{stream_no}-3")]);
+        assert!(log.send(&progress(4)));
+        log.finish(&json!({"jsonrpc": "2.0", "id": 1, "result": {}}));
+        assert_eq!(
+            second.ids(),
+            [3, 4, 5].map(|n| format!("{stream_no}-{n}")).to_vec()
+        );
+        assert!(
+            second.text().ends_with("0\r\n\r\n"),
+            "the stream ends with the call"
+        );
+        // A finished stream can still be read again from the start, then ends at once.
+        let third = Wire::default();
+        log.resume(0, third.stream());
+        assert_eq!(third.ids().len(), 5);
+        assert!(third.text().ends_with("0\r\n\r\n"));
+    }
+
+    #[test]
+    fn logs_are_found_by_session_and_event_id_and_forgotten_with_the_session() {
+        let logs = EventLogs::default();
+        let log = logs.open("s1", Wire::default().stream());
+        let stream_no = log.lock().unwrap().stream_no;
+        let id = format!("{stream_no}-7");
+        assert_eq!(logs.find("s1", &id).map(|(_, seq)| seq), Some(7));
+        assert!(logs.find("s2", &id).is_none(), "another session's stream");
+        assert!(logs.find("s1", "garbage").is_none());
+        logs.forget_session("s1");
+        assert!(logs.is_empty());
+    }
+
+    #[test]
+    fn kept_events_are_bounded() {
+        let logs = EventLogs::default();
+        let log = logs.open("s1", Wire::default().stream());
+        let mut log = log.lock().unwrap();
+        for n in 0..(KEEP_EVENTS as u64 + 50) {
+            log.send(&progress(n));
+        }
+        assert_eq!(log.kept.len(), KEEP_EVENTS);
+        assert_eq!(log.kept.front().map(|(seq, _)| *seq), Some(51));
+    }
+}
