@@ -405,7 +405,8 @@ fn ask_embedded_requests(
     let requests = result.get("inputRequests").and_then(Value::as_object);
     for (key, request) in requests.into_iter().flatten() {
         let method = request.get("method").and_then(Value::as_str).unwrap_or("");
-        let params = request.get("params").cloned().unwrap_or_else(|| json!({}));
+        let mut params = request.get("params").cloned().unwrap_or_else(|| json!({}));
+        crate::link::to_handshake_form(method, &mut params, key);
         let answer = link.ask(method, params)?;
         answers.insert(key.clone(), answer);
     }

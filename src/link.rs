@@ -54,6 +54,29 @@ impl<F: FnMut(Value)> ClientLink for F {
     }
 }
 
+/// A request embedded in a 2026-07-28 `input_required` result, made fit for a handshake-era
+/// client: a URL-mode elicitation gets the `elicitationId` 2025-11-25 requires (derived from the
+/// request's key, so asking again gives the same id).
+pub fn to_handshake_form(method: &str, params: &mut Value, key: &str) {
+    let url_mode = params.get("mode").and_then(Value::as_str) == Some("url");
+    if method == "elicitation/create" && url_mode {
+        if let Some(map) = params.as_object_mut() {
+            map.entry("elicitationId")
+                .or_insert_with(|| json!(format!("mcp-gateway-{key}")));
+        }
+    }
+}
+
+/// A handshake-era backend's request, made fit for a 2026-07-28 `input_required` result:
+/// without the `elicitationId` that revision dropped.
+pub fn to_modern_form(method: &str, params: &mut Value) {
+    if method == "elicitation/create" {
+        if let Some(map) = params.as_object_mut() {
+            map.remove("elicitationId");
+        }
+    }
+}
+
 /// Whether `capabilities` (a client's declared capabilities) allow asking it `method` with
 /// `params`; the error names what is missing.
 pub fn check_capability(
@@ -110,6 +133,18 @@ mod tests {
         assert!(roots.message.contains("\"roots\""), "{}", roots.message);
         let other = check_capability(&caps, "tools/call", &json!({})).unwrap_err();
         assert_eq!(other.code, jsonrpc::METHOD_NOT_FOUND);
+    }
+
+    #[test]
+    fn url_elicitations_get_and_lose_their_id_between_eras() {
+        let mut modern = json!({"mode": "url", "message": "sign in", "url": "https://x.example"});
+        to_handshake_form("elicitation/create", &mut modern, "k1");
+        assert_eq!(modern["elicitationId"], "mcp-gateway-k1");
+        let mut form = json!({"mode": "form", "message": "name?"});
+        to_handshake_form("elicitation/create", &mut form, "k1");
+        assert!(form.get("elicitationId").is_none());
+        to_modern_form("elicitation/create", &mut modern);
+        assert!(modern.get("elicitationId").is_none());
     }
 
     #[test]

@@ -489,8 +489,9 @@ impl McpFace {
         &self,
         link: &mut CallLink<'_>,
         method: &str,
-        params: Value,
+        mut params: Value,
     ) -> Result<Value, RpcError> {
+        crate::link::to_modern_form(method, &mut params);
         let token = match crate::tokens::generate_token() {
             Ok(t) => t.trim_start_matches("mgw_").to_string(),
             Err(e) => {
@@ -639,7 +640,8 @@ impl McpFace {
     }
 
     /// `logging/setLevel` in a session: remembered for the session's own log lines, and sent to
-    /// the backends as the most verbose level any session asked for.
+    /// the backends as the most verbose level any session wants (`debug` while a session has
+    /// set none), so one session's choice never hides another's lines.
     fn set_log_level(&self, session: &str, params: &Map<String, Value>) -> Result<Value, RpcError> {
         let level = params
             .get("level")
@@ -659,9 +661,10 @@ impl McpFace {
             if let Some(s) = sessions.get_mut(session) {
                 s.log_level = Some(level.to_string());
             }
+            // A session that set no level wants every line.
             sessions
                 .values()
-                .filter_map(|s| s.log_level.as_deref())
+                .map(|s| s.log_level.as_deref().unwrap_or(LOG_LEVELS[0]))
                 .min_by_key(|l| level_rank(l))
                 .unwrap_or(level)
                 .to_string()

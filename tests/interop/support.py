@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,59 @@ def start_notes(workdir: Path, name: str = "notes") -> Backend:
     wait_for_port(proc, port)
     url = f"http://127.0.0.1:{port}/sse"
     return Backend(name, proc, {"type": "sse", "url": url}, url)
+
+
+RICH_SERVER = FIXTURES / "rich_server.py"
+
+
+def rich_argv(transport: str, port: int | None = None, handshake_only: bool = False, resumable: bool = False) -> list[str]:
+    """The command line of the rich fixture backend (tests/interop/fixtures/rich_server.py)."""
+    argv = [sys.executable, str(RICH_SERVER), "--transport", transport]
+    if port is not None:
+        argv += ["--port", str(port)]
+    if handshake_only:
+        argv.append("--handshake-only")
+    if resumable:
+        argv.append("--resumable")
+    return argv
+
+
+def start_rich(
+    workdir: Path,
+    name: str = "rich",
+    transport: str = "streamable-http",
+    handshake_only: bool = False,
+    prefix: str | None = None,
+    resumable: bool = True,
+    port: int | None = None,
+) -> Backend:
+    """The rich backend (every content type, progress, logging, sampling, elicitation, roots,
+    subscriptions) over `streamable-http` or `sse`. `prefix` sets the mcpServers entry's `prefix`
+    key (None: left out, so the gateway's default `<name>__`); `resumable` gives it an event store,
+    so its SSE streams carry event ids and can be resumed with Last-Event-ID."""
+    port = port or free_port()
+    argv = rich_argv(transport, port, handshake_only, resumable and transport == "streamable-http")
+    proc = Proc(name, argv, workdir)
+    wait_for_port(proc, port)
+    path = "/sse" if transport == "sse" else "/mcp"
+    url = f"http://127.0.0.1:{port}{path}"
+    config: dict[str, Any] = {"type": transport, "url": url, "timeout_ms": 20000}
+    if prefix is not None:
+        config["prefix"] = prefix
+    return Backend(name, proc, config, url)
+
+
+def rich_stdio(name: str = "rich", handshake_only: bool = False, prefix: str | None = None) -> Backend:
+    """The rich backend over stdio: the gateway spawns it itself (see `start_rich`)."""
+    config: dict[str, Any] = {
+        "command": sys.executable,
+        "args": rich_argv("stdio", handshake_only=handshake_only)[1:],
+        "cwd": str(FIXTURES),
+        "timeout_ms": 20000,
+    }
+    if prefix is not None:
+        config["prefix"] = prefix
+    return Backend(name, None, config)
 
 
 def everything_stdio(name: str = "everything") -> Backend:
@@ -410,6 +464,54 @@ def jsonrpc_messages(response: httpx2.Response) -> list[dict[str, Any]]:
         return out
     body = response.json()
     return body if isinstance(body, list) else [body]
+
+
+@dataclass
+class SseEvent:
+    """One server-sent event. `id` is the event's own `id:` field (None without one, unlike the
+    spec's inherited last-event-id); `data` is "" for an event that carries only an id or retry."""
+
+    id: str | None
+    event: str | None
+    data: str
+    retry: int | None
+
+    def message(self) -> dict[str, Any] | None:
+        """The JSON-RPC message in `data`, or None for a data-less (priming) event."""
+        return json.loads(self.data) if self.data.strip() else None
+
+
+def sse_events(lines: Iterator[str], deadline: float) -> Iterator[SseEvent]:
+    """Parse an SSE stream (https://html.spec.whatwg.org/#event-stream-interpretation) line by
+    line, yielding each event at its blank line, until the lines end or `deadline` (monotonic)
+    passes. Comment lines are skipped; an event with only `id:` or `retry:` is yielded too."""
+    event_id: str | None = None
+    kind: str | None = None
+    data: list[str] = []
+    retry: int | None = None
+    seen = False
+    for line in lines:
+        if time.monotonic() > deadline:
+            raise TimeoutError("SSE stream still open at the deadline")
+        if line == "":
+            if seen:
+                yield SseEvent(event_id, kind, "\n".join(data), retry)
+            kind, data, retry, seen = None, [], None, False
+            event_id = None
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        seen = True
+        if field == "id":
+            event_id = value
+        elif field == "event":
+            kind = value
+        elif field == "data":
+            data.append(value)
+        elif field == "retry" and value.isdigit():
+            retry = int(value)
 
 
 def final_message(response: httpx2.Response, request_id: Any = None) -> dict[str, Any]:
