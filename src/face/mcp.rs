@@ -471,13 +471,18 @@ impl McpFace {
                 jsonrpc::INTERNAL_ERROR,
                 format!("the client cancelled the call before answering {method}"),
             )),
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(RpcError::new(
-                jsonrpc::INTERNAL_ERROR,
-                format!(
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let reason = format!(
                     "the client did not answer {method} within {} s",
                     self.answer_timeout.as_secs()
-                ),
-            )),
+                );
+                // The question is abandoned: tell the client, as the backend would have.
+                answer.notify(&jsonrpc::notification(
+                    "notifications/cancelled",
+                    json!({"requestId": request_id, "reason": reason}),
+                ));
+                Err(RpcError::new(jsonrpc::INTERNAL_ERROR, reason))
+            }
         }
     }
 

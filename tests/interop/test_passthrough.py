@@ -61,6 +61,7 @@ PLAIN_CALLS: dict[str, dict[str, Any]] = {
     "decorated": {},
     "structured": {"city": "Oslo"},
     "schema_2020": {"point": [12.5, -3], "label": "home"},
+    "routed": {"region": "eu west/Zürich", "count": 3},
     "big_image": {"size_kib": 64},
     "progress": {"steps": 2, "delay_ms": 0},
     "chatty": {"lines": 2},
