@@ -535,6 +535,12 @@ impl Backend {
                 self.nudge(SupervisorMsg::Refresh);
                 return;
             }
+            if method == "notifications/cancelled" {
+                // It names one of the backend's own requests to the client, under the backend's
+                // id, which the client never saw; by the time it is read here, that question
+                // has been answered already.
+                return;
+            }
             let is_progress =
                 message.get("method").and_then(Value::as_str) == Some("notifications/progress");
             if is_progress {

@@ -17,10 +17,13 @@ use tiny_http::Request;
 
 /// Events kept per stream for resumption.
 const KEEP_EVENTS: usize = 512;
-/// Bytes kept per stream for resumption (the oldest events go first).
+/// Bytes kept per stream for resumption (the oldest events go first; the newest always stays).
 const KEEP_BYTES: usize = 4 * 1024 * 1024;
+/// Bytes kept for all streams together; beyond it the oldest finished streams are forgotten
+/// first (a small router must not fill its memory with answers nobody will ask for again).
+const KEEP_TOTAL_BYTES: usize = 32 * 1024 * 1024;
 /// How long a finished stream can still be resumed.
-const KEEP_FINISHED: Duration = Duration::from_secs(120);
+const KEEP_FINISHED: Duration = Duration::from_secs(60);
 /// How long an unfinished stream nobody reads is kept.
 const KEEP_UNFINISHED: Duration = Duration::from_secs(3600);
 /// The reconnection delay we suggest to clients (SSE `retry`), in milliseconds.
@@ -70,7 +73,8 @@ impl EventLog {
         let delivered = self.write_live(&event);
         self.kept_bytes += event.len();
         self.kept.push_back((self.last_seq, event));
-        while self.kept.len() > KEEP_EVENTS || self.kept_bytes > KEEP_BYTES {
+        while self.kept.len() > 1 && (self.kept.len() > KEEP_EVENTS || self.kept_bytes > KEEP_BYTES)
+        {
             match self.kept.pop_front() {
                 Some((_, old)) => self.kept_bytes -= old.len(),
                 None => break,
@@ -135,6 +139,7 @@ pub struct EventLogs {
 
 impl EventLogs {
     fn open(&self, session: &str, live: SseStream) -> SharedLog {
+        self.sweep();
         let stream_no = self.next_stream.fetch_add(1, Ordering::Relaxed) + 1;
         let log = Arc::new(Mutex::new(EventLog::new(stream_no, live)));
         self.lock()
@@ -160,10 +165,28 @@ impl EventLogs {
         self.lock().retain(|(s, _), _| s != session);
     }
 
-    /// Forgets streams that can no longer be resumed.
+    /// Forgets streams that can no longer be resumed, and the oldest finished ones while all
+    /// together keep more than [`KEEP_TOTAL_BYTES`].
     pub fn sweep(&self) {
-        self.lock()
-            .retain(|_, log| !log.lock().unwrap_or_else(|e| e.into_inner()).expired());
+        let mut logs = self.lock();
+        logs.retain(|_, log| !log.lock().unwrap_or_else(|e| e.into_inner()).expired());
+        let mut finished: Vec<(Instant, usize, (String, u64))> = Vec::new();
+        let mut total = 0;
+        for (key, log) in logs.iter() {
+            let log = log.lock().unwrap_or_else(|e| e.into_inner());
+            total += log.kept_bytes;
+            if let Some(at) = log.finished {
+                finished.push((at, log.kept_bytes, key.clone()));
+            }
+        }
+        finished.sort_by_key(|(at, _, _)| *at);
+        for (_, bytes, key) in finished {
+            if total <= KEEP_TOTAL_BYTES {
+                break;
+            }
+            logs.remove(&key);
+            total -= bytes;
+        }
     }
 
     /// Number of streams kept (for tests).
@@ -376,6 +399,43 @@ mod tests {
         assert!(logs.find("s1", "garbage").is_none());
         logs.forget_session("s1");
         assert!(logs.is_empty());
+    }
+
+    #[test]
+    fn a_result_bigger_than_the_cap_is_still_kept() {
+        let logs = EventLogs::default();
+        let log = logs.open("s1", Wire::default().stream());
+        let mut log = log.lock().unwrap();
+        log.send(&progress(1));
+        log.finish(&json!({"result": "x".repeat(KEEP_BYTES + 10)}));
+        assert_eq!(log.kept.len(), 1, "only the last, oversized event stays");
+        assert_eq!(log.kept.back().map(|(seq, _)| *seq), Some(2));
+    }
+
+    #[test]
+    fn finished_streams_go_first_when_all_keep_too_much() {
+        let logs = EventLogs::default();
+        let big = json!({"result": "x".repeat(KEEP_BYTES - 1000)});
+        let mut finished = Vec::new();
+        for _ in 0..(KEEP_TOTAL_BYTES / KEEP_BYTES + 2) {
+            let log = logs.open("s1", Wire::default().stream());
+            log.lock().unwrap().finish(&big);
+            finished.push(log);
+        }
+        let running = logs.open("s1", Wire::default().stream());
+        running.lock().unwrap().send(&big);
+        logs.sweep();
+        let total: usize = logs
+            .lock()
+            .values()
+            .map(|l| l.lock().unwrap().kept_bytes)
+            .sum();
+        assert!(total <= KEEP_TOTAL_BYTES, "{total}");
+        let running_no = running.lock().unwrap().stream_no;
+        assert!(
+            logs.find("s1", &format!("{running_no}-0")).is_some(),
+            "running streams stay"
+        );
     }
 
     #[test]
