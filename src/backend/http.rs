@@ -4,7 +4,7 @@
 //!
 //! This module owns the HTTP headers of the protocol (session id, protocol version, routing
 //! headers), the mapping of HTTP outcomes to [`TransportError`]s, and the ureq setup shared with
-//! the legacy SSE transport ([`new_agent`], [`transport_error`]).
+//! the legacy SSE transport (`new_agent`, `transport_error`).
 
 use crate::backend::stdio::{request_id, truncate};
 use crate::backend::transport::{Transport, TransportError, UnsolicitedHandler, WireProtocol};

@@ -3,7 +3,7 @@
 //!
 //! This module owns that stream (its reader thread, the `endpoint` handshake, the resolution of
 //! the endpoint URL) and the POSTs; matching responses to requests is done by
-//! [`Pending`](crate::backend::stdio::Pending), shared with the stdio transport.
+//! the `Pending` table of [`crate::backend::stdio`], shared with the stdio transport.
 
 use crate::backend::http::{
     check_http_url, media_type, new_agent, read_prefix, status_error, transport_error,

@@ -1,7 +1,7 @@
 //! The stdio transport: a backend run as a child process speaking newline-delimited JSON-RPC.
 //!
 //! This module owns the child process (spawn, stderr logging, reaping, killing) and, because the
-//! legacy SSE transport matches responses the same way, the [`Pending`] table that routes
+//! legacy SSE transport matches responses the same way, the `Pending` table that routes
 //! messages read from one shared stream to the requests waiting for them.
 
 use crate::backend::transport::{Transport, TransportError, UnsolicitedHandler, WireProtocol};

@@ -166,7 +166,7 @@ impl EventLogs {
     }
 
     /// Forgets streams that can no longer be resumed, and the oldest finished ones while all
-    /// together keep more than [`KEEP_TOTAL_BYTES`].
+    /// together keep more than `KEEP_TOTAL_BYTES` (32 MiB).
     pub fn sweep(&self) {
         let mut logs = self.lock();
         logs.retain(|_, log| !log.lock().unwrap_or_else(|e| e.into_inner()).expired());
