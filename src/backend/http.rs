@@ -33,6 +33,9 @@ const LISTEN_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const LISTEN_HEADERS_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reconnection delays of the GET listen stream: doubled while it yields nothing.
 const LISTEN_MIN_DELAY: Duration = Duration::from_secs(1);
+/// How long opening a 2026-07-28 listen waits for the backend's acknowledgement, so that a
+/// subscription is in place when the client's subscribe returns.
+const LISTEN_READY_WAIT: Duration = Duration::from_secs(5);
 const LISTEN_MAX_DELAY: Duration = Duration::from_secs(60);
 /// A POST's SSE stream that closes before the response is resumed with `Last-Event-ID` at most
 /// this many times, waiting the server's `retry` (or this default) in between.
@@ -71,6 +74,8 @@ struct SessionState {
     /// 2026-07-28: the `subscriptions/listen` request the listen stream POSTs (instead of the
     /// handshake era's GET).
     listen_request: Option<Value>,
+    /// Told when the listen stream delivers its first event (or fails to open).
+    listen_ready: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl HttpTransport {
@@ -145,9 +150,22 @@ impl Transport for HttpTransport {
         self.shared.lock().param_headers = tools;
     }
 
-    fn open_subscription(&self, request: Value, _previous_id: Option<Value>) {
-        self.shared.lock().listen_request = Some(request);
+    fn open_subscription(&self, request: Value, _previous_id: Option<Value>, wait: bool) {
+        let (ready, ready_rx) = std::sync::mpsc::channel();
+        {
+            let mut state = self.shared.lock();
+            state.listen_request = Some(request);
+            state.listen_ready = Some(ready);
+        }
         self.open_listen_stream();
+        // The acknowledgement says the backend has the subscription; an update sent before
+        // that would be lost.
+        if wait && ready_rx.recv_timeout(LISTEN_READY_WAIT).is_err() {
+            log::debug!(
+                "[{}] subscriptions/listen not acknowledged yet",
+                self.shared.name
+            );
+        }
     }
 
     fn open_listen_stream(&self) {
@@ -462,6 +480,13 @@ impl Shared {
     }
 
     /// Whether listen stream `number` is still the wanted one.
+    /// Wakes whoever waits for the listen stream to be in place.
+    fn listen_is_ready(&self) {
+        if let Some(ready) = self.lock().listen_ready.take() {
+            let _ = ready.send(());
+        }
+    }
+
     fn still_listening(&self, number: u64) -> bool {
         let current = self.lock().listen.as_ref().map(|(n, _)| *n);
         !self.is_closed() && current == Some(number)
@@ -476,6 +501,7 @@ impl Shared {
                 Ok(body) => body,
                 Err(why) => {
                     log::debug!("[{}] no listen stream: {why}", self.name);
+                    self.listen_is_ready();
                     return;
                 }
             };
@@ -496,6 +522,7 @@ impl Shared {
                 got_any = true;
                 cursor.advance(&event);
                 self.deliver_unsolicited(&event);
+                self.listen_is_ready();
             }
             delay = match (got_any, cursor.retry) {
                 (_, Some(retry)) => retry.min(LISTEN_MAX_DELAY),

@@ -699,7 +699,7 @@ impl Backend {
     /// On a 2026-07-28 backend, change notifications and resource updates come on a long-lived
     /// `subscriptions/listen` request; (re)opens it on `conn` asking for the list changes the
     /// backend offers and the resources clients subscribed to.
-    fn listen_for_changes(&self, conn: &Connection) {
+    fn listen_for_changes(&self, conn: &Connection, wait: bool) {
         let mut wants: Map<String, Value> = [
             ("tools", "toolsListChanged"),
             ("prompts", "promptsListChanged"),
@@ -738,7 +738,7 @@ impl Backend {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .replace(id);
-        conn.transport.open_subscription(request, previous);
+        conn.transport.open_subscription(request, previous, wait);
     }
 
     /// Subscribes (`on`) or unsubscribes one client to updates of `uri`. Counted: the backend
@@ -770,7 +770,7 @@ impl Backend {
             .clone();
         let Some(conn) = conn else { return Ok(()) };
         if conn.stateless {
-            self.listen_for_changes(&conn);
+            self.listen_for_changes(&conn, true);
             return Ok(());
         }
         let method = if on {
@@ -830,7 +830,7 @@ impl Backend {
                     );
                     if conn.stateless {
                         *self.listen_id.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                        self.listen_for_changes(&conn);
+                        self.listen_for_changes(&conn, false);
                     }
                     *self.connection.write().unwrap_or_else(|e| e.into_inner()) =
                         Some(Arc::clone(&conn));

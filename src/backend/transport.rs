@@ -103,8 +103,9 @@ pub trait Transport: Send + Sync {
 
     /// 2026-07-28: keeps the `subscriptions/listen` `request` open, replacing the one sent
     /// before (whose id was `previous_id`); its notifications go to the unsolicited handler.
+    /// `wait`: return only once the backend acknowledged it (or after a few seconds).
     /// By default the request is sent on the shared stream after cancelling the previous one.
-    fn open_subscription(&self, request: Value, previous_id: Option<Value>) {
+    fn open_subscription(&self, request: Value, previous_id: Option<Value>, _wait: bool) {
         if let Some(id) = previous_id {
             let cancel = serde_json::json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}});
             let _ = self.send(&cancel);
