@@ -210,3 +210,36 @@ def test_a_2026_client_answers_a_handshake_backend_through_input_required(gw: su
     # The state is single-use.
     r = httpx2.post(gw.url, headers=headers, json=retry, timeout=30)
     assert r.status_code == 400 and support.final_message(r)["error"]["code"] == -32602
+
+
+def test_an_update_before_the_get_stream_opens_is_held_for_it(gw: support.Gateway) -> None:
+    """A handshake-era session that subscribed but has no GET stream open yet gets the update
+    when it opens one, without the id of the gateway's own listen request at the backend.
+    (`rich` keeps the URI; `oldrich`'s copy of it is not offered.)"""
+    uri = "rich://counter"
+    with httpx2.Client(timeout=30) as http:
+        base = {"Authorization": f"Bearer {gw.token}", "Accept": "application/json, text/event-stream"}
+        init = http.post(
+            gw.url,
+            headers=base,
+            json={
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+            },
+        )
+        session = {**base, "Mcp-Session-Id": init.headers["mcp-session-id"]}
+        http.post(gw.url, headers=session, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        subscribe = http.post(gw.url, headers=session, json={"jsonrpc": "2.0", "id": 1, "method": "resources/subscribe", "params": {"uri": uri}})
+        assert support.final_message(subscribe) == {"jsonrpc": "2.0", "id": 1, "result": {}}
+        touch = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "rich__touch", "arguments": {"uri": uri}}}
+        assert "result" in support.final_message(http.post(gw.url, headers=session, json=touch))
+        # Only the gateway's own copy can be on its way now; give it a moment to arrive.
+        time.sleep(0.5)
+        get = {**session, "Accept": "text/event-stream"}
+        with http.stream("GET", gw.url, headers=get) as stream:
+            events = support.sse_events(stream.iter_lines(), deadline=time.monotonic() + 10)
+            first = next(m for m in (e.message() for e in events) if m is not None)
+        assert first == {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": uri}}
+        http.delete(gw.url, headers=session)

@@ -38,7 +38,7 @@ use crate::http_util::{request_header, respond_empty, respond_json, SseStream};
 use crate::jsonrpc::{self, Message, RpcError};
 use crate::param_headers;
 use serde_json::{json, Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
@@ -54,6 +54,8 @@ const NAME_HEADER: &str = "Mcp-Name";
 const SESSION_IDLE_LIMIT: Duration = Duration::from_secs(3600);
 const MAX_SESSIONS: usize = 10_000;
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(25);
+/// Resource updates held per session while it has no GET stream.
+const MAX_HELD_NOTICES: usize = 64;
 /// `requestState` of the `input_required` results mcp-gateway makes itself (for a handshake-era
 /// backend that asked a 2026-07-28 client something).
 const PARKED_STATE_PREFIX: &str = "mcp-gateway/parked/";
@@ -92,6 +94,9 @@ struct Session {
     log_level: Option<String>,
     /// Resource URIs it subscribed to.
     subscriptions: HashSet<String>,
+    /// Resource updates that came while the session had no GET stream open (the newest
+    /// [`MAX_HELD_NOTICES`]); sent when it opens one.
+    held: VecDeque<Value>,
 }
 
 struct OpenStream {
@@ -445,6 +450,18 @@ impl McpFace {
         if self.gateway.catalog().resource_owner(uri).is_none() {
             log::debug!("backend {backend} announced an update of {uri}, which it does not list");
         }
+        // A 2026-07-28 backend stamps the id of the gateway's own listen request on it; each
+        // client's stream gets its own (or none).
+        let mut message = message.clone();
+        if let Some(Value::Object(meta)) = message.pointer_mut("/params/_meta") {
+            meta.remove(META_SUBSCRIPTION_ID);
+            if meta.is_empty() {
+                if let Some(params) = message.get_mut("params").and_then(Value::as_object_mut) {
+                    params.remove("_meta");
+                }
+            }
+        }
+        let message = &message;
         let subscribed: Vec<String> = self
             .sessions
             .lock()
@@ -453,6 +470,7 @@ impl McpFace {
             .filter(|(_, s)| s.subscriptions.contains(uri))
             .map(|(id, _)| id.clone())
             .collect();
+        let mut reached = HashSet::new();
         self.retain_streams(|open| {
             let wanted = if open.session.is_empty() {
                 open.resources.iter().any(|r| r == uri)
@@ -462,6 +480,7 @@ impl McpFace {
             if !wanted {
                 return true;
             }
+            reached.insert(open.session.clone());
             let mut params = message.get("params").cloned().unwrap_or_else(|| json!({}));
             if let (Some(id), Some(p)) = (&open.subscription_id, params.as_object_mut()) {
                 let meta = p.entry("_meta").or_insert_with(|| json!({}));
@@ -476,6 +495,16 @@ impl McpFace {
                 ))
                 .is_ok()
         });
+        // Sessions without a GET stream (yet, or for a moment) get it when they open one.
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        for id in subscribed.iter().filter(|id| !reached.contains(*id)) {
+            if let Some(session) = sessions.get_mut(id) {
+                if session.held.len() >= MAX_HELD_NOTICES {
+                    session.held.pop_front();
+                }
+                session.held.push_back(message.clone());
+            }
+        }
     }
 
     /// `logging/setLevel` in a session: remembered for the session's own log lines, and sent to
@@ -653,6 +682,7 @@ impl McpFace {
                         .unwrap_or_else(|| json!({})),
                     log_level: None,
                     subscriptions: HashSet::new(),
+                    held: VecDeque::new(),
                 },
             );
             evicted
@@ -900,7 +930,16 @@ impl McpFace {
         }
         match SseStream::start(request, &headers) {
             Ok(mut stream) => {
-                if stream.comment("stream open").is_ok() {
+                let held: Vec<Value> = self
+                    .sessions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(&session)
+                    .map(|s| s.held.drain(..).collect())
+                    .unwrap_or_default();
+                let delivered = stream.comment("stream open").is_ok()
+                    && held.iter().all(|message| stream.send(message).is_ok());
+                if delivered {
                     self.streams
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
