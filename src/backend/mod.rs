@@ -354,11 +354,7 @@ impl Backend {
     /// A snapshot for `/status`.
     pub fn status(&self) -> Status {
         let m = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        let conn = self
-            .connection
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let conn = self.current_connection();
         Status {
             name: self.config.name.clone(),
             transport: self.config.transport.kind(),
@@ -413,26 +409,30 @@ impl Backend {
     /// Sends `logging/setLevel` when connected in the handshake era to a backend that offers
     /// logging (2026-07-28 backends get the level with each request instead).
     pub fn set_log_level(&self, level: &str) {
-        let conn = self
-            .connection
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let conn = self.current_connection();
         let Some(conn) = conn else { return };
         if conn.stateless || conn.capabilities.get("logging").is_none() {
             return;
         }
-        let mut params = Map::new();
-        params.insert("level".into(), json!(level));
-        let mut ignore = |_: Value| {};
-        if let Err(e) = self.call(
-            "logging/setLevel",
-            params,
-            CallOptions::default(),
-            &mut ignore,
-        ) {
+        if let Err(e) = self.call_with("logging/setLevel", "level", json!(level)) {
             log::debug!("[{}] logging/setLevel failed: {e}", self.config.name);
         }
+    }
+
+    /// The connection calls go over now, if any.
+    fn current_connection(&self) -> Option<Arc<Connection>> {
+        self.connection
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sends `method` with one parameter (`key`: `value`) and no caller to report to.
+    fn call_with(&self, method: &str, key: &str, value: Value) -> Result<Value, CallError> {
+        let mut params = Map::new();
+        params.insert(key.into(), value);
+        let mut ignore = |_: Value| {};
+        self.call(method, params, CallOptions::default(), &mut ignore)
     }
 
     /// Sends `method` with `params` to the backend and returns its `result`.
@@ -474,11 +474,7 @@ impl Backend {
         link: &mut dyn ClientLink,
         may_retry: bool,
     ) -> Result<Value, CallError> {
-        let conn = self
-            .connection
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let conn = self.current_connection();
         let conn = match conn {
             Some(conn) => conn,
             None => self.wait_for_reconnect().ok_or_else(|| {
@@ -647,11 +643,7 @@ impl Backend {
             }
             polls += 1;
             std::thread::sleep(Duration::from_millis(25));
-            let conn = self
-                .connection
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
+            let conn = self.current_connection();
             if conn.is_some() {
                 return conn;
             }
@@ -763,11 +755,7 @@ impl Backend {
         if !changed {
             return Ok(());
         }
-        let conn = self
-            .connection
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let conn = self.current_connection();
         let Some(conn) = conn else { return Ok(()) };
         if conn.stateless {
             self.listen_for_changes(&conn, true);
@@ -778,11 +766,7 @@ impl Backend {
         } else {
             "resources/unsubscribe"
         };
-        let mut params = Map::new();
-        params.insert("uri".into(), json!(uri));
-        let mut ignore = |_: Value| {};
-        self.call(method, params, CallOptions::default(), &mut ignore)
-            .map(|_| ())
+        self.call_with(method, "uri", json!(uri)).map(|_| ())
     }
 
     /// After a reconnection: the subscriptions clients hold are made again on the new
@@ -799,15 +783,7 @@ impl Backend {
             .cloned()
             .collect();
         for uri in uris {
-            let mut params = Map::new();
-            params.insert("uri".into(), json!(uri));
-            let mut ignore = |_: Value| {};
-            if let Err(e) = self.call(
-                "resources/subscribe",
-                params,
-                CallOptions::default(),
-                &mut ignore,
-            ) {
+            if let Err(e) = self.call_with("resources/subscribe", "uri", json!(uri)) {
                 log::debug!(
                     "[{}] cannot subscribe to {uri} again: {e}",
                     self.config.name
@@ -911,12 +887,7 @@ impl Backend {
                     next_refresh = Instant::now() + self.refresh_interval;
                 }
                 Ok(SupervisorMsg::ServerRequest(request)) => {
-                    if let Some(conn) = self
-                        .connection
-                        .read()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .clone()
-                    {
+                    if let Some(conn) = self.current_connection() {
                         answer_server_request(conn.transport.as_ref(), &request, &self.config.name);
                     }
                 }
@@ -1033,12 +1004,7 @@ impl Backend {
     }
 
     fn refresh_lists(&self) {
-        let Some(conn) = self
-            .connection
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        else {
+        let Some(conn) = self.current_connection() else {
             return;
         };
         let caps = &conn.capabilities;

@@ -175,31 +175,11 @@ impl McpFace {
     /// Answers one request to `/mcp`. `body` has been read (within the size limit) and the caller
     /// authenticated as `principal`.
     pub fn handle(&self, request: Request, body: Vec<u8>, principal: &Principal) {
-        if let Some(host) = request_header(&request, "Host") {
-            if !host_allowed(&self.gateway.config, host) {
-                log::warn!("refused a request for host {host}");
-                let error = RpcError::new(jsonrpc::INVALID_REQUEST, format!("host {host} is not allowed (set \"public_url\" to the URL clients use, or add that origin to \"allowed_origins\" in the config)"));
-                respond_json(
-                    request,
-                    403,
-                    &jsonrpc::error_response(&Value::Null, &error),
-                    &[],
-                );
-                return;
-            }
-        }
-        if let Some(origin) = request_header(&request, "Origin") {
-            if !self.gateway.config.origin_allowed(origin) {
-                log::warn!("refused a request from origin {origin}");
-                let error = RpcError::new(jsonrpc::INVALID_REQUEST, format!("origin {origin} is not allowed (add it to \"allowed_origins\" in the config)"));
-                respond_json(
-                    request,
-                    403,
-                    &jsonrpc::error_response(&Value::Null, &error),
-                    &[],
-                );
-                return;
-            }
+        if let Some(refusal) = self.guard_refusal(&request) {
+            log::warn!("refused a request: {refusal}");
+            let error = RpcError::new(jsonrpc::INVALID_REQUEST, refusal);
+            let body = jsonrpc::error_response(&Value::Null, &error);
+            return respond_json(request, 403, &body, &[]);
         }
         match request.method() {
             Method::Post => self.handle_post(request, &body, principal),
@@ -210,6 +190,23 @@ impl McpFace {
                 405,
                 &[("Allow".into(), "GET, POST, DELETE".into())],
             ),
+        }
+    }
+
+    /// Why the DNS-rebinding guards refuse `request` (its `Host` or its browser `Origin`), if
+    /// they do.
+    fn guard_refusal(&self, request: &Request) -> Option<String> {
+        let config = &self.gateway.config;
+        if let Some(host) = request_header(request, "Host") {
+            if !host_allowed(config, host) {
+                return Some(format!("host {host} is not allowed (set \"public_url\" to the URL clients use, or add that origin to \"allowed_origins\" in the config)"));
+            }
+        }
+        match request_header(request, "Origin") {
+            Some(origin) if !config.origin_allowed(origin) => Some(format!(
+                "origin {origin} is not allowed (add it to \"allowed_origins\" in the config)"
+            )),
+            _ => None,
         }
     }
 
