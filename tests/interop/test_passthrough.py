@@ -468,9 +468,10 @@ async def test_a_client_that_cannot_elicit_gets_an_error_not_a_hang(rig, mode, t
             try:
                 result = await client.call_tool(rig.name(target, "ask_user"), {})
             except MCPError as e:
-                assert e.error.code != 0, e.error
+                assert "elicitation" in e.error.message.lower(), e.error
                 return
     assert result.is_error, result
+    assert "elicitation" in text_of(result).lower(), result
 
 
 # --- subscriptions ------------------------------------------------------------------------------
