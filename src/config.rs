@@ -637,13 +637,44 @@ impl Checker {
         }
     }
 
+    /// An object of strings (`"env"`, `"headers"`); numbers and booleans are taken as their
+    /// text, as shells and other tools write them.
     fn string_map(
         &mut self,
         map: &Map<String, Value>,
         path: &str,
         key: &str,
     ) -> Vec<(String, String)> {
+        self.checked_string_map(map, path, key, false)
+    }
+
+    /// An object whose values must all be strings (`"rename"`, `"description"`): each other
+    /// value is a problem naming its path.
+    fn strict_string_map(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+    ) -> Vec<(String, String)> {
+        self.checked_string_map(map, path, key, true)
+    }
+
+    fn checked_string_map(
+        &mut self,
+        map: &Map<String, Value>,
+        path: &str,
+        key: &str,
+        strict: bool,
+    ) -> Vec<(String, String)> {
         let map_path = join_path(path, key);
+        let (value_hint, object_hint) = if strict {
+            (
+                "values here are strings in double quotes",
+                "write {\"backend_name\": \"...\"}, keyed by the backend's own tool or prompt names",
+            )
+        } else {
+            ("values here are strings", "write {\"NAME\": \"value\"}")
+        };
         match map.get(key) {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Object(entries)) => {
@@ -651,12 +682,12 @@ impl Checker {
                 for (k, v) in entries {
                     match v {
                         Value::String(s) => out.push((k.clone(), s.clone())),
-                        Value::Number(n) => out.push((k.clone(), n.to_string())),
-                        Value::Bool(b) => out.push((k.clone(), b.to_string())),
+                        Value::Number(n) if !strict => out.push((k.clone(), n.to_string())),
+                        Value::Bool(b) if !strict => out.push((k.clone(), b.to_string())),
                         other => self.problem(
                             &join_path(&map_path, k),
                             format!("expected a string, found {}", kind(other)),
-                            "values here are strings",
+                            value_hint,
                         ),
                     }
                 }
@@ -666,7 +697,7 @@ impl Checker {
                 self.problem(
                     &map_path,
                     format!("expected an object, found {}", kind(other)),
-                    "write {\"NAME\": \"value\"}",
+                    object_hint,
                 );
                 Vec::new()
             }
@@ -1054,42 +1085,6 @@ impl Checker {
             .collect();
         naming.hide = self.string_list(map, path, "hide");
         naming
-    }
-
-    /// An object whose values must all be strings (`"rename"`, `"description"`): each other
-    /// value is a problem naming its path.
-    fn strict_string_map(
-        &mut self,
-        map: &Map<String, Value>,
-        path: &str,
-        key: &str,
-    ) -> Vec<(String, String)> {
-        let map_path = join_path(path, key);
-        match map.get(key) {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Object(entries)) => {
-                let mut out = Vec::new();
-                for (k, v) in entries {
-                    match v {
-                        Value::String(s) => out.push((k.clone(), s.clone())),
-                        other => self.problem(
-                            &join_path(&map_path, k),
-                            format!("expected a string, found {}", kind(other)),
-                            "values here are strings in double quotes",
-                        ),
-                    }
-                }
-                out
-            }
-            Some(other) => {
-                self.problem(
-                    &map_path,
-                    format!("expected an object, found {}", kind(other)),
-                    "write {\"backend_name\": \"...\"}, keyed by the backend's own tool or prompt names",
-                );
-                Vec::new()
-            }
-        }
     }
 }
 

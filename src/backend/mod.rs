@@ -707,13 +707,7 @@ impl Backend {
         })
         .map(|(_, key)| (key.to_string(), json!(true)))
         .collect();
-        let subscribed: Vec<String> = self
-            .subscriptions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let subscribed = self.subscribed_uris();
         if !subscribed.is_empty() {
             wants.insert("resourceSubscriptions".into(), json!(subscribed));
         }
@@ -769,19 +763,23 @@ impl Backend {
         self.call_with(method, "uri", json!(uri)).map(|_| ())
     }
 
+    /// The resource URIs some client is subscribed to.
+    fn subscribed_uris(&self) -> Vec<String> {
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// After a reconnection: the subscriptions clients hold are made again on the new
     /// connection (handshake era; 2026-07-28 backends get them in the listen request).
     fn resubscribe(&self, conn: &Connection) {
         if conn.stateless {
             return;
         }
-        let uris: Vec<String> = self
-            .subscriptions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let uris = self.subscribed_uris();
         for uri in uris {
             if let Err(e) = self.call_with("resources/subscribe", "uri", json!(uri)) {
                 log::debug!(
