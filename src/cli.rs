@@ -294,7 +294,10 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
             };
             match oauth.register(&name, redirect_uris, method, "cli") {
                 Ok((client, secret)) => {
-                    println!("Registered OAuth client \"{}\".", client.name);
+                    println!(
+                        "Registered OAuth client \"{}\".",
+                        crate::untrusted::for_log(&client.name)
+                    );
                     if let Some(secret) = secret {
                         println!("client_id: {}", client.client_id);
                         println!("Its client secret is shown only this once:");
@@ -310,17 +313,20 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
         Command::OAuthList { config } => with_oauth(config, |oauth| match oauth.list() {
             Ok((clients, grants)) => {
                 println!("CLIENTS");
+                // Names, ids and URIs come from outsiders (registration needs no login):
+                // control characters are shown escaped, never sent to the terminal.
+                use crate::untrusted::for_log as shown;
                 for c in &clients {
                     println!(
                         "  {}  {}  ({}, {}, registered {})",
-                        c.client_id,
-                        c.name,
-                        c.auth_method,
-                        c.source,
+                        shown(&c.client_id),
+                        shown(&c.name),
+                        shown(&c.auth_method),
+                        shown(&c.source),
                         format_time(c.created)
                     );
                     for uri in &c.redirect_uris {
-                        println!("      redirect {uri}");
+                        println!("      redirect {}", shown(uri));
                     }
                 }
                 println!("GRANTS");
@@ -332,9 +338,9 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
                         .unwrap_or_else(|| "all servers".into());
                     println!(
                         "  {}  client {}  {}  since {}  access until {}  refresh until {}",
-                        g.id,
-                        g.client_id,
-                        servers,
+                        shown(&g.id),
+                        shown(&g.client_id),
+                        shown(&servers),
                         format_time(g.created),
                         format_time(g.access_expires),
                         format_time(g.refresh_expires)

@@ -59,6 +59,13 @@ pub struct Limits {
     pub max_calls_per_backend: usize,
     /// How often backends' lists are fetched again even without a change notification.
     pub refresh_interval: Duration,
+    /// A request's head and body must arrive within this, counted from its first byte (HTTP 408
+    /// after), so a client that trickles bytes cannot hold a connection for long.
+    pub request_timeout: Duration,
+    /// Connections open at once; more get HTTP 503.
+    pub max_connections: usize,
+    /// Connections open at once from one address (an IPv6 /64); more get HTTP 503.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for Limits {
@@ -70,6 +77,9 @@ impl Default for Limits {
             page_size: 500,
             max_calls_per_backend: 4,
             refresh_interval: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(10),
+            max_connections: 512,
+            max_connections_per_address: 64,
         }
     }
 }
@@ -465,6 +475,7 @@ const OAUTH_KEYS: &[&str] = &[
     "refresh_token_ttl_secs",
     "code_ttl_secs",
     "trust_forwarded_headers",
+    "refresh_grace_secs",
 ];
 const OPENAI_KEYS: &[&str] = &[
     "cors_origins",
@@ -494,6 +505,9 @@ const LIMIT_KEYS: &[&str] = &[
     "page_size",
     "max_calls_per_backend",
     "refresh_interval_secs",
+    "request_timeout_ms",
+    "max_connections",
+    "max_connections_per_address",
 ];
 const STDIO_KEYS: &[&str] = &[
     "command",
@@ -819,6 +833,15 @@ impl Checker {
         if let Some(v) = self.number(map, path, "refresh_interval_secs", 5, 86_400) {
             limits.refresh_interval = Duration::from_secs(v);
         }
+        if let Some(v) = self.number(map, path, "request_timeout_ms", 100, 3_600_000) {
+            limits.request_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = self.number(map, path, "max_connections", 1, 1_000_000) {
+            limits.max_connections = v as usize;
+        }
+        if let Some(v) = self.number(map, path, "max_connections_per_address", 1, 1_000_000) {
+            limits.max_connections_per_address = v as usize;
+        }
     }
 
     fn openai(&mut self, map: &Map<String, Value>, base: &Path, openai: &mut OpenAiSettings) {
@@ -911,6 +934,9 @@ impl Checker {
         }
         if let Some(v) = self.number(map, path, "code_ttl_secs", 1, 600) {
             oauth.code_ttl = Duration::from_secs(v);
+        }
+        if let Some(v) = self.number(map, path, "refresh_grace_secs", 0, 60) {
+            oauth.refresh_grace = Duration::from_secs(v);
         }
     }
 

@@ -7,10 +7,21 @@
 
 use serde_json::Value;
 use std::io::{self, Write};
+use std::net::IpAddr;
 use tiny_http::{Header, Request, Response};
 
-/// A header, or `None` if the name or value is not valid in HTTP.
+/// A header, or `None` if the name or value is not valid in HTTP. Every header the gateway
+/// writes goes through here: a value with CR, LF, NUL or another control character (which could
+/// split the answer's head) is refused and logged, never written.
 pub fn header(name: &str, value: &str) -> Option<Header> {
+    if !crate::untrusted::header_name_ok(name) || !crate::untrusted::header_value_ok(value) {
+        log::warn!(
+            "a {} header was not sent: its value has characters a header cannot carry ({})",
+            crate::untrusted::for_log(name),
+            crate::untrusted::shortened(value, 80)
+        );
+        return None;
+    }
     Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
 }
 
@@ -21,6 +32,40 @@ pub fn request_header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
         .iter()
         .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
         .map(|h| h.value.as_str())
+}
+
+/// The address of the client that sent `request`: the socket's peer or, when `trust_forwarded`
+/// (the gateway sits behind a proxy its owner runs), the last `X-Forwarded-For` entry (the one
+/// that proxy added), else `X-Real-IP`. Without the setting those headers are ignored: anyone
+/// could send them.
+pub fn client_address(request: &Request, trust_forwarded: bool) -> Option<IpAddr> {
+    if trust_forwarded {
+        let forwarded = request
+            .headers()
+            .iter()
+            .rev()
+            .find(|h| h.field.equiv("X-Forwarded-For"))
+            .and_then(|h| h.value.as_str().rsplit(',').next().and_then(parse_address));
+        let real = || request_header(request, "X-Real-IP").and_then(parse_address);
+        if let Some(ip) = forwarded.or_else(real) {
+            return Some(ip);
+        }
+    }
+    request.remote_addr().map(|a| a.ip())
+}
+
+/// An address as proxies write it: `192.0.2.1`, `192.0.2.1:1234`, `2001:db8::1` or
+/// `[2001:db8::1]:1234`.
+fn parse_address(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    if let Some(rest) = text.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    text.parse().ok().or_else(|| {
+        let (host, port) = text.split_once(':')?;
+        port.parse::<u16>().ok()?;
+        host.parse().ok()
+    })
 }
 
 /// Sends `body` as JSON with `status` and extra headers. Errors writing to a client that went
@@ -218,5 +263,108 @@ impl Responder {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The head tiny_http writes for a response with `headers` (the way every answer goes out).
+    fn written_head(headers: &[(String, String)]) -> String {
+        let mut response = Response::empty(302);
+        for (name, value) in headers {
+            if let Some(h) = header(name, value) {
+                response.add_header(h);
+            }
+        }
+        let mut out = Vec::new();
+        response
+            .raw_print(&mut out, tiny_http::HTTPVersion(1, 1), &[], true, None)
+            .expect("write into memory");
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// For arbitrary values, the written head has exactly the header lines asked for or fewer
+    /// (a refused value is left out), never one more: no value can add a header or a body.
+    #[test]
+    fn no_value_splits_the_head_whatever_it_holds() {
+        let pieces = [
+            "https://a.example/cb",
+            "\r\n",
+            "\r",
+            "\n",
+            "\0",
+            "Set-Cookie: x=1",
+            ";",
+            " ",
+            "\u{1b}[31m",
+            "é",
+            "%0d%0a",
+            "\r\n\r\n<svg onload=alert(1)>",
+            ":",
+            "\t",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..5_000 {
+            let mut value = String::new();
+            for _ in 0..4 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                value.push_str(pieces[(state % pieces.len() as u64) as usize]);
+            }
+            let head = written_head(&[("Location".into(), value.clone())]);
+            let lines: Vec<&str> = head.trim_end_matches("\r\n").split("\r\n").collect();
+            let locations = lines.iter().filter(|l| l.starts_with("Location:")).count();
+            assert!(
+                !lines.iter().any(|l| l.starts_with("Set-Cookie")),
+                "{value:?} -> {head:?}"
+            );
+            assert!(
+                !head.contains('\0') && !head.contains("<svg"),
+                "{value:?} -> {head:?}"
+            );
+            assert!(
+                head.ends_with("\r\n\r\n") && head.matches("\r\n\r\n").count() == 1,
+                "{value:?} -> {head:?}"
+            );
+            assert_eq!(
+                locations,
+                usize::from(header_value_ok_for_test(&value)),
+                "{value:?}"
+            );
+            assert!(lines.iter().all(|l| !l.contains('\n') && !l.contains('\r')));
+        }
+    }
+
+    fn header_value_ok_for_test(value: &str) -> bool {
+        !value.contains(|c: char| c.is_control() && c != '\t') && value.is_ascii()
+    }
+
+    #[test]
+    fn proxy_addresses_parse() {
+        for (text, ip) in [
+            ("192.0.2.1", "192.0.2.1"),
+            (" 192.0.2.1:1234", "192.0.2.1"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+        ] {
+            assert_eq!(parse_address(text), ip.parse().ok(), "{text}");
+        }
+        assert_eq!(parse_address("unknown"), None);
+        assert_eq!(parse_address("192.0.2.1:99999"), None);
+    }
+
+    #[test]
+    fn clean_values_are_written() {
+        let head = written_head(&[(
+            "Location".into(),
+            "https://a.example/cb?code=x&state=%0D".into(),
+        )]);
+        assert!(
+            head.contains("Location: https://a.example/cb?code=x&state=%0D\r\n"),
+            "{head}"
+        );
     }
 }

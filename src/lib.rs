@@ -13,7 +13,7 @@
 //! - [`oauth`]: the built-in OAuth 2.1 authorization server (its HTTP side is `face::oauth`).
 //! - [`param_headers`]: the `Mcp-Param-*` headers of 2026-07-28 tool calls.
 //! - [`link`]: how a call reaches back to the client that made it.
-//! - [`jsonrpc`], [`sse`], [`http_util`]: wire helpers.
+//! - [`jsonrpc`], [`sse`], [`http_util`]: wire helpers; [`untrusted`]: outsiders' text made safe to log or send.
 
 pub mod backend;
 pub mod builtin;
@@ -32,3 +32,4 @@ pub mod server;
 pub mod sse;
 pub mod store;
 pub mod tokens;
+pub mod untrusted;

@@ -10,9 +10,10 @@ use serde_json::json;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tiny_http::{Method, Request, Server};
+use tiny_http::{HandOverEarly, Method, Request, Server, ServerOptions};
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -38,6 +39,19 @@ impl std::error::Error for ServeError {}
 struct Faces {
     mcp: Arc<McpFace>,
     openai: Arc<OpenAiFace>,
+    /// Workers busy in the OAuth face, which anyone can reach without a token: at most half of
+    /// them, so that its slow parts (a password hash, a metadata fetch) never take them all.
+    oauth_busy: AtomicUsize,
+    oauth_max: usize,
+}
+
+/// Counts a worker busy in the OAuth face while it lives.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A bound, running HTTP server.
@@ -56,14 +70,15 @@ impl HttpServer {
         let local_addr = listener
             .local_addr()
             .map_err(|e| ServeError::Bind(listen.to_string(), e))?;
-        let io_timeout = Some(gateway.config.limits.io_timeout);
         let server = Arc::new(
-            Server::from_listener_with_timeouts(listener, None, io_timeout)
+            Server::from_listener_with_options(listener, None, server_options(&gateway))
                 .map_err(|e| ServeError::Setup(e.to_string()))?,
         );
         let faces = Arc::new(Faces {
             mcp: McpFace::new(Arc::clone(&gateway)),
             openai: OpenAiFace::new(Arc::clone(&gateway)),
+            oauth_busy: AtomicUsize::new(0),
+            oauth_max: (gateway.config.workers / 2).max(1),
         });
         let mut workers = Vec::new();
         for n in 0..gateway.config.workers {
@@ -96,6 +111,37 @@ impl HttpServer {
     }
 }
 
+/// The connection limits from the config. Bodies up to 64 KiB (every OAuth form) are read by
+/// the connection's own thread before a worker gets the request, within `request_timeout`, so
+/// a client that trickles its bytes holds no worker; a body over the limit of its path is
+/// handed over at once, unread, for an immediate 413.
+fn server_options(gateway: &Gateway) -> ServerOptions {
+    let limits = &gateway.config.limits;
+    let max_body = limits.max_body_bytes;
+    ServerOptions {
+        io_timeout: Some(limits.io_timeout),
+        request_timeout: Some(limits.request_timeout),
+        max_head_bytes: 32 * 1024,
+        max_headers: 100,
+        preread_body_bytes: oauth_face::MAX_BODY_BYTES,
+        max_connections: limits.max_connections,
+        max_connections_per_address: limits.max_connections_per_address,
+        hand_over_early: Some(HandOverEarly::new(move |_method, url, headers| {
+            let length = headers
+                .iter()
+                .find(|h| h.field.equiv("Content-Length"))
+                .and_then(|h| h.value.as_str().trim().parse::<usize>().ok());
+            let path = path_of(url).trim_end_matches('/');
+            let limit = if oauth_face::handles(path) {
+                oauth_face::body_limit(path)
+            } else {
+                max_body
+            };
+            length.is_some_and(|n| n > limit)
+        })),
+    }
+}
+
 fn worker(server: &Server, gateway: &Arc<Gateway>, faces: &Faces) {
     loop {
         let request = match server.recv() {
@@ -108,7 +154,10 @@ fn worker(server: &Server, gateway: &Arc<Gateway>, faces: &Faces) {
         let path = request.url().to_string();
         // A panic must cost one request, never the worker or the process.
         if catch_unwind(AssertUnwindSafe(|| route(request, gateway, faces))).is_err() {
-            log::error!("internal error while answering {path}; the request was dropped");
+            log::error!(
+                "internal error while answering {}; the request was dropped",
+                crate::untrusted::for_log(&path)
+            );
         }
     }
 }
@@ -140,42 +189,34 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
             &[],
         );
     }
+    if is_oauth {
+        return oauth(request, gateway, faces, &path);
+    }
     let limit = gateway.config.limits.max_body_bytes;
     if request.body_length().map(|n| n > limit).unwrap_or(false) {
         return too_large(request, limit);
     }
-    let principal = if is_oauth {
-        None
-    } else {
-        match authenticate(&request, gateway) {
-            Some(p) => Some(p),
-            None if is_openai => return openai_face::unauthorized(request, gateway),
-            None => return unauthorized(request, gateway, &path),
-        }
+    let principal = match authenticate(&request, gateway) {
+        Some(p) => p,
+        None if is_openai => return openai_face::unauthorized(request, gateway),
+        None => return unauthorized(request, gateway, &path),
     };
-    let mut body = Vec::new();
-    match request
-        .as_reader()
-        .take(limit as u64 + 1)
-        .read_to_end(&mut body)
-    {
-        Ok(_) if body.len() > limit => return too_large(request, limit),
-        Ok(_) => {}
-        Err(e) => {
-            log::debug!("could not read a request body: {e}");
+    let body = match read_body(&mut request, limit) {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return too_large(request, limit),
+        Err(BodyError::Io(status, message)) => {
             return respond_json(
                 request,
-                400,
-                &json!({"error": "bad_request", "message": format!("could not read the request body: {e}")}),
-                &[],
-            );
+                status,
+                &json!({"error": "bad_request", "message": message}),
+                &[("Connection".to_string(), "close".to_string())],
+            )
         }
-    }
+    };
     match (path.as_str(), principal) {
-        (_, None) => oauth_face::handle(gateway, request, &body),
-        ("/mcp", Some(principal)) => faces.mcp.handle(request, body, &principal),
-        (_, Some(principal)) if is_openai => faces.openai.handle(request, &body, &principal),
-        (_, Some(principal)) if *request.method() == Method::Get => {
+        ("/mcp", principal) => faces.mcp.handle(request, body, &principal),
+        (_, principal) if is_openai => faces.openai.handle(request, &body, &principal),
+        (_, principal) if *request.method() == Method::Get => {
             respond_json(request, 200, &gateway.status_json(&principal), &[])
         }
         _ => respond_json(
@@ -184,6 +225,84 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
             &json!({"error": "method_not_allowed", "message": "use GET /status"}),
             &[("Allow".to_string(), "GET".to_string())],
         ),
+    }
+}
+
+/// The OAuth face: no token needed, so small bodies only, refused before they are read, and at
+/// most half the workers at once.
+fn oauth(mut request: Request, gateway: &Gateway, faces: &Faces, path: &str) {
+    let limit = oauth_face::body_limit(path);
+    let refuse = |request, status: u16, message: String| {
+        let error = crate::oauth::OAuthError::new("invalid_request", message).with_status(status);
+        oauth_face::respond_oauth_error(request, &error)
+    };
+    if request.body_length().is_some_and(|n| n > limit) {
+        return refuse(
+            request,
+            413,
+            format!("the request body is larger than {limit} bytes, the most this endpoint takes"),
+        );
+    }
+    if faces.oauth_busy.fetch_add(1, Ordering::SeqCst) >= faces.oauth_max {
+        faces.oauth_busy.fetch_sub(1, Ordering::SeqCst);
+        let mut error = crate::oauth::OAuthError::new(
+            "temporarily_unavailable",
+            "the gateway is busy with other sign-ins; try again in a moment",
+        )
+        .with_status(503);
+        error.retry_after = Some(1);
+        return oauth_face::respond_oauth_error(request, &error);
+    }
+    let _busy = Busy(&faces.oauth_busy);
+    match read_body(&mut request, limit) {
+        Ok(body) => oauth_face::handle(gateway, request, &body),
+        Err(BodyError::TooLarge) => refuse(
+            request,
+            413,
+            format!("the request body is larger than {limit} bytes, the most this endpoint takes"),
+        ),
+        Err(BodyError::Io(status, message)) => refuse(request, status, message),
+    }
+}
+
+/// Why a request body could not be had.
+enum BodyError {
+    /// Over the limit.
+    TooLarge,
+    /// The client stalled (408) or sent a broken body (400).
+    Io(u16, String),
+}
+
+/// Reads the body, at most `limit` bytes. The server's request timeout bounds how long a slow
+/// client can make this take.
+fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut body = Vec::new();
+    match request
+        .as_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut body)
+    {
+        Ok(_) if body.len() > limit => Err(BodyError::TooLarge),
+        Ok(_) => Ok(body),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ) =>
+        {
+            log::debug!("a client was too slow sending a request body: {e}");
+            Err(BodyError::Io(
+                408,
+                "the request body did not arrive in time (limits.request_timeout_ms)".into(),
+            ))
+        }
+        Err(e) => {
+            log::debug!("could not read a request body: {e}");
+            Err(BodyError::Io(
+                400,
+                format!("could not read the request body: {e}"),
+            ))
+        }
     }
 }
 
@@ -200,7 +319,11 @@ fn unauthorized(request: Request, gateway: &Gateway, path: &str) {
     if presented {
         challenge.push_str(", error=\"invalid_token\"");
     }
-    log::info!("refused {} {path}: {message}", request.method());
+    log::info!(
+        "refused {} {}: {message}",
+        request.method(),
+        crate::untrusted::for_log(path)
+    );
     respond_json(
         request,
         401,

@@ -658,7 +658,10 @@ fn oauth_discovery_and_a_metadata_client_id_on_the_lan_is_never_fetched() {
         .into_reader()
         .read_to_string(&mut page)
         .expect("page");
-    assert!(page.contains("not on the public internet"), "{page}");
+    assert!(
+        page.contains("could not be fetched from a public https address"),
+        "{page}"
+    );
 }
 
 #[test]

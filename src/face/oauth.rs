@@ -5,11 +5,26 @@
 use crate::gateway::Gateway;
 use crate::http_util::{request_header, respond_empty, respond_json};
 use crate::oauth::{self, AuthorizeFailure, AuthorizeRequest, OAuthError, PendingAuthorization};
+use crate::untrusted::for_log;
 use serde_json::{json, Value};
 use tiny_http::{Method, Request, Response};
 
 /// Registrations allowed per address per hour.
 const REGISTRATIONS_PER_HOUR: usize = 20;
+/// Largest body accepted on the OAuth endpoints (forms and registrations are small); the
+/// server answers 413 before reading more.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest registration body.
+pub const MAX_REGISTRATION_BYTES: usize = 16 * 1024;
+
+/// The largest body `path` (one of ours) accepts.
+pub fn body_limit(path: &str) -> usize {
+    if path == "/oauth/register" {
+        MAX_REGISTRATION_BYTES
+    } else {
+        MAX_BODY_BYTES
+    }
+}
 
 /// Whether `path` belongs to this face.
 pub fn handles(path: &str) -> bool {
@@ -66,8 +81,12 @@ fn cors() -> Vec<(String, String)> {
     ]
 }
 
-fn respond_oauth_error(request: Request, error: &OAuthError) {
+/// Answers with an RFC 6749 error (`{"error", "error_description"}`).
+pub fn respond_oauth_error(request: Request, error: &OAuthError) {
     let mut headers = cors();
+    if let Some(seconds) = error.retry_after {
+        headers.push(("Retry-After".into(), seconds.to_string()));
+    }
     if error.code == "invalid_client" {
         headers.push((
             "WWW-Authenticate".into(),
@@ -156,9 +175,9 @@ pub fn handle(gateway: &Gateway, request: Request, body: &[u8]) {
 
 fn register(gateway: &Gateway, request: Request, body: &[u8]) {
     if !gateway.config.oauth.allow_registration {
-        return respond_oauth_error(request, &OAuthError { code: "access_denied", description: "dynamic client registration is switched off on this gateway; ask its owner to run `mcp-gateway oauth client add`".into(), status: 403 });
+        return respond_oauth_error(request, &OAuthError::new("access_denied", "dynamic client registration is switched off on this gateway; ask its owner to run `mcp-gateway oauth client add`").with_status(403));
     }
-    let address = remote_address(&request);
+    let address = client_key(gateway, &request);
     if !gateway.oauth.limiter.allow(
         &format!("register:{address}"),
         REGISTRATIONS_PER_HOUR,
@@ -166,11 +185,10 @@ fn register(gateway: &Gateway, request: Request, body: &[u8]) {
     ) {
         return respond_oauth_error(
             request,
-            &OAuthError {
-                code: "too_many_requests",
-                description: "too many registrations from this address".into(),
-                status: 429,
-            },
+            &OAuthError::new(
+                "too_many_requests",
+                "too many registrations from this address",
+            ),
         );
     }
     let metadata: Value = match serde_json::from_slice(body) {
@@ -178,14 +196,19 @@ fn register(gateway: &Gateway, request: Request, body: &[u8]) {
         _ => {
             return respond_oauth_error(
                 request,
-                &OAuthError {
-                    code: "invalid_client_metadata",
-                    description: "the body must be a JSON object (RFC 7591)".into(),
-                    status: 400,
-                },
+                &OAuthError::new(
+                    "invalid_client_metadata",
+                    "the body must be a JSON object (RFC 7591)",
+                ),
             )
         }
     };
+    if metadata.get("client_name").is_some_and(|n| !n.is_string()) {
+        return respond_oauth_error(
+            request,
+            &OAuthError::new("invalid_client_metadata", "client_name must be a string"),
+        );
+    }
     let redirect_uris = crate::oauth::string_list(&metadata, "redirect_uris");
     let name = metadata
         .get("client_name")
@@ -199,11 +222,10 @@ fn register(gateway: &Gateway, request: Request, body: &[u8]) {
         if !types.iter().any(|t| t == "authorization_code") {
             return respond_oauth_error(
                 request,
-                &OAuthError {
-                    code: "invalid_client_metadata",
-                    description: "grant_types must include authorization_code".into(),
-                    status: 400,
-                },
+                &OAuthError::new(
+                    "invalid_client_metadata",
+                    "grant_types must include authorization_code",
+                ),
             );
         }
     }
@@ -249,9 +271,10 @@ fn authorize_page(gateway: &Gateway, request: Request, params: &[(String, String
         resource: get("resource"),
         scope: get("scope"),
     };
+    let address = client_key(gateway, &request);
     match gateway
         .oauth
-        .start_authorization(&wanted, &resource_url(base))
+        .start_authorization(&wanted, &resource_url(base), &address)
     {
         Ok((csrf, pending)) => {
             let servers: Vec<&str> = gateway.backends.iter().map(|b| b.name()).collect();
@@ -264,11 +287,11 @@ fn authorize_page(gateway: &Gateway, request: Request, params: &[(String, String
                 request,
                 200,
                 &consent_html(&pending, &csrf, &servers, note),
-                Some(&pending.redirect_uri),
+                Some(&pending),
             );
         }
         Err(AuthorizeFailure::Page(message)) => {
-            log::info!("OAuth authorization refused: {message}");
+            log::info!("OAuth authorization refused: {}", for_log(&message));
             respond_html(
                 request,
                 400,
@@ -281,7 +304,10 @@ fn authorize_page(gateway: &Gateway, request: Request, params: &[(String, String
             error,
             state,
         }) => {
-            log::info!("OAuth authorization refused: {error}");
+            log::info!(
+                "OAuth authorization refused: {}",
+                for_log(&error.to_string())
+            );
             let target = oauth::with_query(
                 &redirect_uri,
                 &[
@@ -335,13 +361,17 @@ fn consent(gateway: &Gateway, request: Request, form: &[(String, String)], base:
             ),
         };
     }
-    let address = remote_address(&request);
+    let address = client_key(gateway, &request);
     if let Err(e) = gateway
         .oauth
         .check_password(get("password").unwrap_or(""), &address)
     {
         let servers: Vec<&str> = gateway.backends.iter().map(|b| b.name()).collect();
         let (status, note) = match e.code {
+            "too_many_requests" if e.retry_after.is_some() => (
+                429,
+                "Many wrong passwords were tried lately, so checks are paused for a moment. Wait a minute, then try again.",
+            ),
             "too_many_requests" => (
                 429,
                 "Too many wrong passwords from your address. Wait a few minutes, then try again.",
@@ -352,11 +382,17 @@ fn consent(gateway: &Gateway, request: Request, form: &[(String, String)], base:
             ),
             _ => (401, "Wrong password. Try again."),
         };
-        return respond_html(
+        let retry: Vec<(String, String)> = e
+            .retry_after
+            .map(|s| ("Retry-After".to_string(), s.to_string()))
+            .into_iter()
+            .collect();
+        return respond_html_with(
             request,
             status,
             &consent_html(&pending, csrf, &servers, Some(note)),
-            Some(&pending.redirect_uri),
+            Some(&pending),
+            &retry,
         );
     }
     let all: Vec<String> = gateway
@@ -398,41 +434,43 @@ fn token(gateway: &Gateway, request: Request, body: &[u8], base: &str) {
             None => {
                 return respond_oauth_error(
                     request,
-                    &OAuthError {
-                        code: "invalid_client",
-                        description: "client_id is required (in the form or with HTTP Basic)"
-                            .into(),
-                        status: 401,
-                    },
+                    &OAuthError::new(
+                        "invalid_client",
+                        "client_id is required (in the form or with HTTP Basic)",
+                    ),
                 )
             }
         };
-    let address = remote_address(&request);
-    if !gateway.oauth.limiter.allow(
-        &format!("token:{client_id}:{address}"),
-        oauth::TOKEN_REQUESTS_PER_MINUTE,
-        std::time::Duration::from_secs(60),
-    ) {
-        log::warn!("OAuth token requests from {address} for {client_id} are rate-limited");
-        return respond_oauth_error(
-            request,
-            &OAuthError {
-                code: "too_many_requests",
-                description: "too many token requests; slow down".into(),
-                status: 429,
-            },
-        );
-    }
+    // The client is checked before anything is counted, so the limiter only ever holds keys of
+    // real clients (an unknown id costs one lookup and is never stored or echoed).
     let client = match gateway
         .oauth
         .authenticate_client(&client_id, secret.as_deref())
     {
         Ok(c) => c,
         Err(e) => {
-            log::info!("OAuth token refused: {e}");
+            log::info!(
+                "OAuth token refused for client_id {}: {e}",
+                crate::untrusted::shortened(&client_id, 60)
+            );
             return respond_oauth_error(request, &e);
         }
     };
+    let address = client_key(gateway, &request);
+    if !gateway.oauth.limiter.allow(
+        &format!("token:{}:{address}", client.client_id),
+        oauth::TOKEN_REQUESTS_PER_MINUTE,
+        std::time::Duration::from_secs(60),
+    ) {
+        log::warn!(
+            "OAuth token requests from {address} for {} are rate-limited",
+            for_log(&client.name)
+        );
+        return respond_oauth_error(
+            request,
+            &OAuthError::new("too_many_requests", "too many token requests; slow down"),
+        );
+    }
     let outcome = match get("grant_type") {
         Some("authorization_code") => match get("code") {
             Some(code) => gateway.oauth.exchange_code(
@@ -442,41 +480,36 @@ fn token(gateway: &Gateway, request: Request, body: &[u8], base: &str) {
                 get("code_verifier"),
                 get("resource"),
             ),
-            None => Err(OAuthError {
-                code: "invalid_request",
-                description: "code is required".into(),
-                status: 400,
-            }),
+            None => Err(OAuthError::new("invalid_request", "code is required")),
         },
         Some("refresh_token") => match get("refresh_token") {
             Some(refresh) => {
                 let wrong_resource =
                     get("resource").filter(|r| !oauth::same_resource(r, &resource_url(base)));
                 match wrong_resource {
-                    Some(r) => Err(OAuthError {
-                        code: "invalid_target",
-                        description: format!("resource {r} is not this gateway"),
-                        status: 400,
-                    }),
+                    Some(r) => Err(OAuthError::new(
+                        "invalid_target",
+                        format!(
+                            "resource {} is not this gateway",
+                            crate::untrusted::shortened(r, 100)
+                        ),
+                    )),
                     None => gateway.oauth.refresh(&client, refresh),
                 }
             }
-            None => Err(OAuthError {
-                code: "invalid_request",
-                description: "refresh_token is required".into(),
-                status: 400,
-            }),
+            None => Err(OAuthError::new(
+                "invalid_request",
+                "refresh_token is required",
+            )),
         },
-        Some(other) => Err(OAuthError {
-            code: "unsupported_grant_type",
-            description: format!("grant_type {other} is not supported"),
-            status: 400,
-        }),
-        None => Err(OAuthError {
-            code: "invalid_request",
-            description: "grant_type is required".into(),
-            status: 400,
-        }),
+        Some(other) => Err(OAuthError::new(
+            "unsupported_grant_type",
+            format!(
+                "grant_type {} is not supported (use authorization_code or refresh_token)",
+                crate::untrusted::shortened(other, 40)
+            ),
+        )),
+        None => Err(OAuthError::new("invalid_request", "grant_type is required")),
     };
     match outcome {
         Ok(tokens) => {
@@ -492,7 +525,7 @@ fn token(gateway: &Gateway, request: Request, body: &[u8], base: &str) {
             respond_json(request, 200, &answer, &headers);
         }
         Err(e) => {
-            log::info!("OAuth token refused for {}: {e}", client.name);
+            log::info!("OAuth token refused for {}: {e}", for_log(&client.name));
             respond_oauth_error(request, &e);
         }
     }
@@ -522,11 +555,7 @@ fn revoke(gateway: &Gateway, request: Request, body: &[u8]) {
         },
         None => respond_oauth_error(
             request,
-            &OAuthError {
-                code: "invalid_request",
-                description: "token is required".into(),
-                status: 400,
-            },
+            &OAuthError::new("invalid_request", "token is required"),
         ),
     }
 }
@@ -549,10 +578,11 @@ fn client_credentials(
     form_id.map(|id| (id.to_string(), form_secret.map(String::from)))
 }
 
-fn remote_address(request: &Request) -> String {
-    request
-        .remote_addr()
-        .map(|a| a.ip().to_string())
+/// The key the limits count this request's client under: its address (from the proxy's
+/// headers only with `trust_forwarded_headers`), an IPv6 address by its /64.
+fn client_key(gateway: &Gateway, request: &Request) -> String {
+    crate::http_util::client_address(request, gateway.config.oauth.trust_forwarded_headers)
+        .map(oauth::limits::address_key)
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -569,19 +599,21 @@ fn redirect(request: Request, location: &str) {
     );
 }
 
-fn origin_of(url: &str) -> String {
-    let after = url.find("://").map(|i| i + 3).unwrap_or(0);
-    let end = url[after..]
-        .find(['/', '?'])
-        .map(|i| after + i)
-        .unwrap_or(url.len());
-    url[..end].to_string()
+fn respond_html(request: Request, status: u16, html: &str, pending: Option<&PendingAuthorization>) {
+    respond_html_with(request, status, html, pending, &[])
 }
 
-fn respond_html(request: Request, status: u16, html: &str, redirect_uri: Option<&str>) {
-    // form-action must also allow the redirect after the form is sent (browsers check it).
-    let form_action = match redirect_uri {
-        Some(uri) => format!("'self' {}", origin_of(uri)),
+fn respond_html_with(
+    request: Request,
+    status: u16,
+    html: &str,
+    pending: Option<&PendingAuthorization>,
+    extra: &[(String, String)],
+) {
+    // form-action must also allow the redirect after the form is sent (browsers check it). The
+    // origin is rebuilt from the strictly parsed redirect URI: nothing else of it gets here.
+    let form_action = match pending {
+        Some(p) => format!("'self' {}", p.redirect_uri.origin()),
         None => "'self'".to_string(),
     };
     let csp = format!("default-src 'none'; style-src 'unsafe-inline'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'");
@@ -594,6 +626,11 @@ fn respond_html(request: Request, status: u16, html: &str, redirect_uri: Option<
         ("Referrer-Policy", "no-referrer"),
         ("Cache-Control", "no-store"),
     ] {
+        if let Some(h) = crate::http_util::header(k, v) {
+            response.add_header(h);
+        }
+    }
+    for (k, v) in extra {
         if let Some(h) = crate::http_util::header(k, v) {
             response.add_header(h);
         }
@@ -629,7 +666,7 @@ fn consent_html(
     servers: &[&str],
     note: Option<&str>,
 ) -> String {
-    let host = origin_of(&pending.redirect_uri);
+    let host = pending.redirect_uri.origin();
     let mut boxes = String::new();
     for server in servers {
         boxes.push_str(&format!(
@@ -649,7 +686,7 @@ fn consent_html(
 <form method=\"post\" action=\"/oauth/authorize\"><input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
 <p>Access to these servers' tools:</p>{boxes}<label for=\"password\">Gateway owner password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" autofocus>\
 <button type=\"submit\" name=\"decision\" value=\"approve\">Allow</button><button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form></div></body></html>",
-        name = escape_html(&pending.client.name),
+        name = escape_html(&pending.client_name),
         host = escape_html(&host),
         csrf = escape_html(csrf),
     )
@@ -718,10 +755,5 @@ mod tests {
             escape_html("<a href=\"x\">'&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
-        assert_eq!(
-            origin_of("https://claude.ai/api/mcp/auth_callback"),
-            "https://claude.ai"
-        );
-        assert_eq!(origin_of("http://127.0.0.1:5/cb?x"), "http://127.0.0.1:5");
     }
 }

@@ -5,7 +5,9 @@
 //! https only, follows no redirects, times out quickly, reads at most [`MAX_DOCUMENT_BYTES`],
 //! and connects only to public addresses: the address check sits in the resolver ureq connects
 //! with, so a name cannot resolve to a public address for the check and a private one for the
-//! connection.
+//! connection. No proxy from the environment is used (through a proxy the name would never be
+//! resolved here, so the check would never run), and every refusal of the fetch itself gives
+//! the same message, so the answers cannot map the gateway's network.
 
 use super::Client;
 use serde_json::Value;
@@ -26,12 +28,17 @@ pub fn is_document_url(client_id: &str) -> bool {
     client_id.starts_with("https://")
 }
 
+/// The message for every refusal of a fetch (address not public, no answer, not HTTP 200, too
+/// big): the same each time, so that its wording tells nothing about the network.
+pub const FETCH_REFUSED: &str = "its client_id URL could not be fetched from a public https address (the gateway never fetches from loopback, private, link-local or other special addresses, nor through a proxy, and follows no redirects)";
+
 /// The URL rules for a client_id document: https, a host, a path, no fragment, no user info,
-/// no dot segments.
+/// no dot segments; the characters and host rules of redirect URIs.
 pub fn check_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("https://")
         .ok_or("the client_id URL must use https")?;
+    super::redirect::RedirectUri::parse(url).map_err(|e| format!("the client_id URL {e}"))?;
     let (authority, path) = rest
         .split_once('/')
         .ok_or("the client_id URL must have a path")?;
@@ -51,7 +58,10 @@ pub fn check_url(url: &str) -> Result<(), String> {
 }
 
 /// Whether `ip` is an address on the public internet (not loopback, private, link-local,
-/// shared, unspecified, multicast, documentation or the cloud metadata address).
+/// shared, unspecified, multicast, documentation or the cloud metadata address). IPv6 must be
+/// global unicast (`2000::/3`) outside the ranges that embed or tunnel to IPv4 or are reserved
+/// (`2001::/23` with Teredo, `2001:db8::/32`, 6to4 `2002::/16`); every IPv4-mapped,
+/// IPv4-compatible, NAT64, site-local or unique-local form is refused.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -70,17 +80,11 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8
-                || first == 0x0064 && v6.segments()[1] == 0xff9b)
+            let [first, second, ..] = v6.segments();
+            (first & 0xe000) == 0x2000
+                && !(first == 0x2001 && second < 0x0200)
+                && !(first == 0x2001 && second == 0x0db8)
+                && first != 0x2002
         }
     }
 }
@@ -99,7 +103,8 @@ impl Resolver for PublicOnlyResolver {
         let addresses = self.0.resolve(uri, config, timeout)?;
         if addresses.iter().any(|a| !is_public(a.ip())) {
             log::warn!(
-                "refused to fetch client metadata from {uri}: it resolves to a non-public address"
+                "refused to fetch client metadata from {}: it resolves to a non-public address",
+                crate::untrusted::for_log(&uri.to_string())
             );
             return Err(ureq::Error::HostNotFound);
         }
@@ -115,6 +120,7 @@ pub fn fetch_client(url: &str) -> Result<Client, String> {
         .max_redirects(0)
         .http_status_as_error(false)
         .timeout_global(Some(FETCH_TIMEOUT))
+        .proxy(None)
         .user_agent(concat!("mcp-gateway/", env!("CARGO_PKG_VERSION")))
         .build();
     let agent = ureq::Agent::with_parts(
@@ -122,21 +128,19 @@ pub fn fetch_client(url: &str) -> Result<Client, String> {
         DefaultConnector::new(),
         PublicOnlyResolver::default(),
     );
+    let shown = crate::untrusted::for_log(url);
+    let refused = |why: String| {
+        log::info!("client metadata from {shown} refused: {why}");
+        FETCH_REFUSED.to_string()
+    };
     let response = agent
         .get(url)
         .header("Accept", "application/json")
         .call()
-        .map_err(|e| match e {
-            ureq::Error::HostNotFound => {
-                format!("cannot fetch {url}: its host is unknown or not on the public internet")
-            }
-            other => format!("cannot fetch {url}: {other}"),
-        })?;
+        .map_err(|e| refused(e.to_string()))?;
     let status = response.status().as_u16();
     if status != 200 {
-        return Err(format!(
-            "fetching {url} answered HTTP {status} (redirects are not followed)"
-        ));
+        return Err(refused(format!("HTTP {status}")));
     }
     let mut body = Vec::new();
     response
@@ -144,21 +148,19 @@ pub fn fetch_client(url: &str) -> Result<Client, String> {
         .into_reader()
         .take(MAX_DOCUMENT_BYTES + 1)
         .read_to_end(&mut body)
-        .map_err(|e| format!("cannot read {url}: {e}"))?;
+        .map_err(|e| refused(e.to_string()))?;
     if body.len() as u64 > MAX_DOCUMENT_BYTES {
-        return Err(format!(
-            "the client metadata at {url} is larger than {MAX_DOCUMENT_BYTES} bytes"
-        ));
+        return Err(refused(format!("larger than {MAX_DOCUMENT_BYTES} bytes")));
     }
     let document: Value = serde_json::from_slice(&body)
-        .map_err(|e| format!("the client metadata at {url} is not JSON: {e}"))?;
+        .map_err(|e| format!("the client metadata document is not JSON: {e}"))?;
     client_from_document(url, &document)
 }
 
 /// The client a metadata document describes, after the document's own rules.
 pub fn client_from_document(url: &str, document: &Value) -> Result<Client, String> {
     if document.get("client_id").and_then(Value::as_str) != Some(url) {
-        return Err(format!("the document's client_id must be exactly {url}"));
+        return Err("the document's client_id must be exactly the URL it was fetched from".into());
     }
     if document.get("client_secret").is_some() || document.get("client_secret_expires_at").is_some()
     {
@@ -169,20 +171,13 @@ pub fn client_from_document(url: &str, document: &Value) -> Result<Client, Strin
         .and_then(Value::as_str)
         .unwrap_or("none");
     if method != "none" {
-        return Err(format!("token_endpoint_auth_method \"{method}\" is not supported for metadata documents (use none)"));
+        return Err(
+            "its token_endpoint_auth_method is not supported for metadata documents (use none)"
+                .into(),
+        );
     }
     let redirect_uris = crate::oauth::string_list(document, "redirect_uris");
-    if redirect_uris.is_empty() {
-        return Err("the document lists no redirect_uris".into());
-    }
-    if let Some(bad) = redirect_uris
-        .iter()
-        .find(|u| !super::redirect_uri_allowed(u))
-    {
-        return Err(format!(
-            "redirect URI {bad} is not allowed (https, or http on loopback)"
-        ));
-    }
+    super::check_redirect_uris(&redirect_uris).map_err(|e| e.description)?;
     let host = url
         .trim_start_matches("https://")
         .split(['/', ':'])
@@ -191,12 +186,15 @@ pub fn client_from_document(url: &str, document: &Value) -> Result<Client, Strin
     let name = document
         .get("client_name")
         .and_then(Value::as_str)
-        .map(|n| format!("{n} ({host})"))
+        .map(|n| {
+            let n = crate::untrusted::clean_name(n, super::MAX_NAME_CHARS);
+            format!("{n} ({host})")
+        })
         .unwrap_or_else(|| host.to_string());
     Ok(Client {
         client_id: url.to_string(),
         secret_sha256: None,
-        name: name.chars().take(120).collect(),
+        name,
         redirect_uris,
         auth_method: "none".into(),
         created: crate::tokens::now_secs(),
@@ -234,11 +232,32 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:10.0.0.1",
+            "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "2002:7f00:1::1",
+            "2002:a00:1::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "fec0::1",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::a00:1",
+            "100::1",
+            "2001:db8::1",
+            "ff02::1",
             "224.0.0.1",
+            "255.255.255.255",
+            "198.18.0.1",
+            "240.0.0.1",
         ] {
             assert!(!is_public(private.parse().expect("ip")), "{private}");
         }
-        for public in ["1.1.1.1", "160.79.104.10", "2606:4700::1111"] {
+        for public in [
+            "1.1.1.1",
+            "160.79.104.10",
+            "2606:4700::1111",
+            "2a00:1450::1",
+        ] {
             assert!(is_public(public.parse().expect("ip")), "{public}");
         }
     }
@@ -262,10 +281,17 @@ mod tests {
     }
 
     #[test]
-    fn loopback_documents_are_never_fetched() {
-        let err = fetch_client("https://127.0.0.1/client.json").expect_err("refused");
-        assert!(err.contains("not on the public internet"), "{err}");
-        let err = fetch_client("https://localhost:9/client.json").expect_err("refused");
-        assert!(err.contains("not on the public internet"), "{err}");
+    fn loopback_documents_are_never_fetched_and_every_refusal_reads_the_same() {
+        for url in [
+            "https://127.0.0.1/client.json",
+            "https://localhost:9/client.json",
+            "https://[::1]/client.json",
+            "https://[::ffff:127.0.0.1]/client.json",
+            "https://[::127.0.0.1]/client.json",
+            "https://[2002:7f00:1::1]/client.json",
+        ] {
+            let err = fetch_client(url).expect_err("refused");
+            assert_eq!(err, FETCH_REFUSED, "{url}");
+        }
     }
 }

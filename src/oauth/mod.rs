@@ -7,29 +7,49 @@
 //! CLI) changed it. Pending authorizations and codes live in memory: they last seconds.
 
 pub mod cimd;
+pub mod limits;
 pub mod password;
+pub mod redirect;
 
 use crate::store;
 use crate::tokens::{constant_time_eq, generate_token, hash_token, hex, now_secs};
+use crate::untrusted::for_log;
+use limits::{PasswordGuard, PasswordRefusal};
+pub use limits::{RateLimiter, PASSWORD_ATTEMPTS, PASSWORD_WINDOW};
+use redirect::RedirectUri;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const STATE_FILE: &str = "oauth.json";
 /// How long the consent page stays valid.
 const PENDING_TTL: Duration = Duration::from_secs(600);
-/// Wrong passwords allowed per address within [`PASSWORD_WINDOW`].
-pub const PASSWORD_ATTEMPTS: usize = 5;
-/// The window of the password limit.
-pub const PASSWORD_WINDOW: Duration = Duration::from_secs(300);
 /// Token requests allowed per client and address per minute.
 pub const TOKEN_REQUESTS_PER_MINUTE: usize = 60;
-const MAX_CLIENTS: usize = 1000;
+/// Clients kept in `oauth.json`; past it the oldest registration without a grant is forgotten.
+pub const MAX_CLIENTS: usize = 500;
+/// Redirect URIs one client may register.
+pub const MAX_REDIRECT_URIS: usize = 5;
+/// Longest client name kept, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+/// Longest `client_id` looked at (registered ids are 37 bytes; metadata URLs at most this).
+pub const MAX_CLIENT_ID_BYTES: usize = redirect::MAX_URI_BYTES;
+/// Longest `state` an authorization request may carry (it is kept while the owner decides).
+pub const MAX_STATE_BYTES: usize = 1024;
+const MAX_SCOPE_BYTES: usize = 256;
 const MAX_PENDING: usize = 1000;
+const MAX_PENDING_PER_ADDRESS: usize = 16;
+const MAX_PENDING_PER_CLIENT: usize = 64;
+/// Client metadata documents fetched per address per minute, and at once over all.
+const CIMD_FETCHES_PER_MINUTE: usize = 10;
+const CIMD_FETCHES_AT_ONCE: usize = 2;
+/// A metadata document fetched this recently is not fetched again.
+const CIMD_REFETCH_AFTER: Duration = Duration::from_secs(300);
 /// A self-registered client without grants is forgotten after this long.
 const UNUSED_CLIENT_TTL_SECS: u64 = 30 * 86_400;
 
@@ -44,8 +64,12 @@ pub struct OAuthSettings {
     pub refresh_token_ttl: Duration,
     /// Authorization code lifetime.
     pub code_ttl: Duration,
-    /// Whether `X-Forwarded-Proto`/`X-Forwarded-Host` may name our URL when `public_url` is unset.
+    /// Whether `X-Forwarded-Proto`/`X-Forwarded-Host` may name our URL when `public_url` is
+    /// unset, and `X-Forwarded-For`/`X-Real-IP` the client's address for the limits.
     pub trust_forwarded_headers: bool,
+    /// For how long the refresh token just rotated away still works (answered with the same new
+    /// pair), for a client that retries after a lost answer; zero switches it off.
+    pub refresh_grace: Duration,
 }
 
 impl Default for OAuthSettings {
@@ -56,6 +80,7 @@ impl Default for OAuthSettings {
             refresh_token_ttl: Duration::from_secs(30 * 86_400),
             code_ttl: Duration::from_secs(60),
             trust_forwarded_headers: false,
+            refresh_grace: Duration::from_secs(10),
         }
     }
 }
@@ -126,10 +151,13 @@ pub struct OAuthError {
     pub description: String,
     /// HTTP status.
     pub status: u16,
+    /// Seconds to wait before trying again (`Retry-After`), for 429 answers.
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
-    fn new(code: &'static str, description: impl Into<String>) -> OAuthError {
+    /// An error with the usual status for `code`.
+    pub fn new(code: &'static str, description: impl Into<String>) -> OAuthError {
         let status = match code {
             "invalid_client" => 401,
             "too_many_requests" => 429,
@@ -140,7 +168,14 @@ impl OAuthError {
             code,
             description: description.into(),
             status,
+            retry_after: None,
         }
+    }
+
+    /// The same error with another HTTP status.
+    pub fn with_status(mut self, status: u16) -> OAuthError {
+        self.status = status;
+        self
     }
 }
 
@@ -150,13 +185,16 @@ impl fmt::Display for OAuthError {
     }
 }
 
-/// An authorization request the owner has yet to answer.
+/// An authorization request the owner has yet to answer. It holds only what the consent needs
+/// (never the whole client), each part bounded in size.
 #[derive(Debug, Clone)]
 pub struct PendingAuthorization {
-    /// The client.
-    pub client: Client,
+    /// The client's id.
+    pub client_id: String,
+    /// The client's name, for the consent page.
+    pub client_name: String,
     /// Validated redirect URI.
-    pub redirect_uri: String,
+    pub redirect_uri: RedirectUri,
     /// The client's `state`, passed back.
     pub state: Option<String>,
     /// PKCE S256 challenge.
@@ -165,7 +203,9 @@ pub struct PendingAuthorization {
     pub resource: String,
     /// Requested scope.
     pub scope: String,
-    expires: Instant,
+    /// The address key of whoever asked (for the caps per address).
+    address: String,
+    created: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -243,43 +283,6 @@ pub enum AuthorizeFailure {
     },
 }
 
-/// Counts events per key within a sliding window.
-#[derive(Default)]
-pub struct RateLimiter {
-    events: Mutex<HashMap<String, Vec<Instant>>>,
-}
-
-impl RateLimiter {
-    /// How many events `key` had within `window`.
-    pub fn count(&self, key: &str, window: Duration) -> usize {
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        let list = events.entry(key.to_string()).or_default();
-        list.retain(|t| t.elapsed() < window);
-        list.len()
-    }
-
-    /// Records an event for `key`.
-    pub fn record(&self, key: &str) {
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        if events.len() > 10_000 {
-            events.retain(|_, list| list.iter().any(|t| t.elapsed() < PASSWORD_WINDOW));
-        }
-        events
-            .entry(key.to_string())
-            .or_default()
-            .push(Instant::now());
-    }
-
-    /// Records an event and tells whether `key` is still within `max` per `window`.
-    pub fn allow(&self, key: &str, max: usize, window: Duration) -> bool {
-        let within = self.count(key, window) < max;
-        if within {
-            self.record(key);
-        }
-        within
-    }
-}
-
 struct Loaded {
     stamp: Option<(SystemTime, u64)>,
     file: StateFile,
@@ -293,8 +296,30 @@ pub struct OAuthServer {
     state: Mutex<Loaded>,
     pending: Mutex<HashMap<String, PendingAuthorization>>,
     codes: Mutex<HashMap<String, IssuedCode>>,
-    /// Wrong-password and token-request limits.
+    /// Registration, token-request and metadata-fetch limits.
     pub limiter: RateLimiter,
+    passwords: PasswordGuard,
+    /// Refresh tokens just rotated away (by hash), with the answer they got, for the grace.
+    recent_refreshes: Mutex<HashMap<String, RecentRefresh>>,
+    /// When each client metadata document was last fetched.
+    documents_fetched: Mutex<HashMap<String, Instant>>,
+    fetches_in_flight: AtomicUsize,
+}
+
+/// A refresh that just happened: the pair it gave, and until when asking again gets it again.
+struct RecentRefresh {
+    tokens: IssuedTokens,
+    new_refresh_sha256: String,
+    until: Instant,
+}
+
+/// Counts one metadata fetch in flight while it lives.
+struct FetchSlot<'a>(&'a AtomicUsize);
+
+impl Drop for FetchSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn random_id(prefix: &str) -> Result<String, OAuthError> {
@@ -330,31 +355,35 @@ pub fn s256(verifier: &str) -> String {
     base64url(&Sha256::digest(verifier.as_bytes()))
 }
 
-/// Whether a redirect URI is acceptable: https, or http on a loopback host; no fragment.
+/// Whether a redirect URI is acceptable: see [`redirect::RedirectUri::parse`].
 pub fn redirect_uri_allowed(uri: &str) -> bool {
-    if uri.contains('#') {
-        return false;
+    RedirectUri::parse(uri).is_ok()
+}
+
+/// Checks a client's redirect URIs as registered: one to [`MAX_REDIRECT_URIS`], each parsed
+/// strictly. The message names the position, never the URI (it may be anything).
+pub fn check_redirect_uris(uris: &[String]) -> Result<(), OAuthError> {
+    if uris.is_empty() {
+        return Err(OAuthError::new(
+            "invalid_redirect_uri",
+            "at least one redirect_uri is required",
+        ));
     }
-    if let Some(rest) = uri.strip_prefix("https://") {
-        return !rest.is_empty();
+    if uris.len() > MAX_REDIRECT_URIS {
+        return Err(OAuthError::new(
+            "invalid_redirect_uri",
+            format!("at most {MAX_REDIRECT_URIS} redirect_uris may be registered"),
+        ));
     }
-    let Some(rest) = uri.strip_prefix("http://") else {
-        return false;
-    };
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        authority
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or(authority)
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false)
+    for (i, uri) in uris.iter().enumerate() {
+        if let Err(e) = RedirectUri::parse(uri) {
+            return Err(OAuthError::new(
+                "invalid_redirect_uri",
+                format!("redirect_uris[{i}] {e}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Two resource URIs name the same resource (a trailing `/` does not matter).
@@ -378,6 +407,10 @@ impl OAuthServer {
             pending: Mutex::new(HashMap::new()),
             codes: Mutex::new(HashMap::new()),
             limiter: RateLimiter::default(),
+            passwords: PasswordGuard::default(),
+            recent_refreshes: Mutex::new(HashMap::new()),
+            documents_fetched: Mutex::new(HashMap::new()),
+            fetches_in_flight: AtomicUsize::new(0),
         };
         server.with_state(|_| Ok(((), false)))?;
         Ok(server)
@@ -468,6 +501,8 @@ impl OAuthServer {
     }
 
     /// Registers a client. Returns it and, for confidential clients, its secret (shown once).
+    /// When [`MAX_CLIENTS`] are kept, the oldest self-registered client without a grant makes
+    /// room (DCR clients such as Claude.ai register again on every fresh connection).
     pub fn register(
         &self,
         name: &str,
@@ -475,59 +510,93 @@ impl OAuthServer {
         auth_method: &str,
         source: &str,
     ) -> Result<(Client, Option<String>), OAuthError> {
-        if redirect_uris.is_empty() {
-            return Err(OAuthError::new(
-                "invalid_redirect_uri",
-                "at least one redirect_uri is required",
-            ));
-        }
-        if let Some(bad) = redirect_uris.iter().find(|u| !redirect_uri_allowed(u)) {
-            return Err(OAuthError::new("invalid_redirect_uri", format!("{bad} is not allowed: use https, or http on localhost/127.0.0.1/[::1], and no fragment")));
-        }
+        check_redirect_uris(&redirect_uris)?;
         if !matches!(
             auth_method,
             "none" | "client_secret_post" | "client_secret_basic"
         ) {
-            return Err(OAuthError::new("invalid_client_metadata", format!("token_endpoint_auth_method \"{auth_method}\" is not supported (use none, client_secret_post or client_secret_basic)")));
+            return Err(OAuthError::new("invalid_client_metadata", "token_endpoint_auth_method is not supported (use none, client_secret_post or client_secret_basic)"));
         }
         let secret = if auth_method == "none" {
             None
         } else {
             Some(random_secret("mgws_")?)
         };
+        let mut name = crate::untrusted::clean_name(name, MAX_NAME_CHARS);
+        if name.is_empty() {
+            name = "unnamed client".into();
+        }
         let client = Client {
             client_id: random_id("mgwc_")?,
             secret_sha256: secret.as_deref().map(hash_token),
-            name: name.chars().take(100).collect(),
+            name,
             redirect_uris,
             auth_method: auth_method.to_string(),
             created: now_secs(),
             source: source.to_string(),
         };
         self.with_state(|s| {
-            if s.clients.len() >= MAX_CLIENTS {
-                return Err(OAuthError::new(
-                    "invalid_client_metadata",
-                    "too many registered clients; remove some with `mcp-gateway oauth revoke`",
-                ));
-            }
+            make_room_for_a_client(s)?;
             s.clients.push(client.clone());
             Ok(((), true))
         })?;
         log::info!(
             "OAuth client registered: {} ({}, {})",
-            client.name,
+            for_log(&client.name),
             client.client_id,
             source
         );
         Ok((client, secret))
     }
 
-    /// Fetches the client metadata document at `url` (a Client ID Metadata Document) and keeps
-    /// the client it describes, so that its tokens can be refreshed later.
-    fn metadata_client(&self, url: &str) -> Result<Client, String> {
+    /// The client a Client ID Metadata Document at `url` describes: fetched (at most every few
+    /// minutes per URL, a few per minute per address, two at once), and kept so that its
+    /// tokens can be refreshed later; the state file is written only when something changed.
+    fn metadata_client(&self, url: &str, address: &str) -> Result<Client, String> {
+        let known = self.client(url);
+        let fetched_recently = {
+            let mut fetched = self
+                .documents_fetched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            fetched.retain(|_, at| at.elapsed() < CIMD_REFETCH_AFTER);
+            fetched.contains_key(url)
+        };
+        if let (Some(client), true) = (&known, fetched_recently) {
+            return Ok(client.clone());
+        }
+        let refused = "The application's client metadata could not be used: its client_id URL could not be fetched. Try again in a minute.".to_string();
+        if !self.limiter.allow(
+            &format!("cimd:{address}"),
+            CIMD_FETCHES_PER_MINUTE,
+            Duration::from_secs(60),
+        ) {
+            return Err(refused);
+        }
+        if self.fetches_in_flight.fetch_add(1, Ordering::SeqCst) >= CIMD_FETCHES_AT_ONCE {
+            self.fetches_in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(refused);
+        }
+        let slot = FetchSlot(&self.fetches_in_flight);
         let fetched = cimd::fetch_client(url)
-            .map_err(|e| format!("The application's client metadata could not be used: {e}"))?;
+            .map_err(|e| format!("The application's client metadata could not be used: {e}"));
+        drop(slot);
+        let fetched = fetched?;
+        {
+            let mut at = self
+                .documents_fetched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if at.len() < MAX_CLIENTS {
+                at.insert(url.to_string(), Instant::now());
+            }
+        }
+        let unchanged = known
+            .as_ref()
+            .is_some_and(|k| k.name == fetched.name && k.redirect_uris == fetched.redirect_uris);
+        if unchanged {
+            return known.ok_or(refused);
+        }
         self.with_state(|s| {
             match s
                 .clients
@@ -538,7 +607,10 @@ impl OAuthServer {
                     known.name = fetched.name.clone();
                     known.redirect_uris = fetched.redirect_uris.clone();
                 }
-                None => s.clients.push(fetched.clone()),
+                None => {
+                    make_room_for_a_client(s)?;
+                    s.clients.push(fetched.clone());
+                }
             }
             Ok(((), true))
         })
@@ -558,32 +630,40 @@ impl OAuthServer {
         .flatten()
     }
 
-    /// Checks an authorization request. Errors before the client and redirect URI are known good
-    /// are for our page; later ones go back to the client.
+    /// Checks an authorization request from `address` (an address key). Errors before the
+    /// client and redirect URI are known good are for our page; so are all errors of clients
+    /// that registered themselves (RFC 9700 4.11.2: no redirect to a URI anyone could register);
+    /// later errors of clients the owner added go back to the client.
     pub fn start_authorization(
         &self,
         request: &AuthorizeRequest,
         our_resource: &str,
+        address: &str,
     ) -> Result<(String, PendingAuthorization), AuthorizeFailure> {
         let client_id = request
             .client_id
             .as_deref()
             .ok_or_else(|| AuthorizeFailure::Page("The request has no client_id.".into()))?;
+        if client_id.len() > MAX_CLIENT_ID_BYTES {
+            return Err(AuthorizeFailure::Page(
+                "The request's client_id is too long to be a client of this gateway.".into(),
+            ));
+        }
         let client = if cimd::is_document_url(client_id) {
-            self.metadata_client(client_id)
+            self.metadata_client(client_id, address)
                 .map_err(AuthorizeFailure::Page)?
         } else {
             self.client(client_id).ok_or_else(|| {
-                AuthorizeFailure::Page(format!(
-                    "Unknown client \"{client_id}\". The application must register first."
-                ))
+                AuthorizeFailure::Page(
+                    "This application is not registered with the gateway (it may have been removed). Connect it again from the application.".into(),
+                )
             })?
         };
         let redirect_uri = match request.redirect_uri.as_deref() {
             Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => uri.to_string(),
-            Some(uri) => {
+            Some(_) => {
                 return Err(AuthorizeFailure::Page(format!(
-                    "The redirect address {uri} is not registered for {}.",
+                    "The redirect address in the request is not registered for {}.",
                     client.name
                 )))
             }
@@ -594,16 +674,41 @@ impl OAuthServer {
                 ))
             }
         };
-        let fail = |code: &'static str, description: String| AuthorizeFailure::Redirect {
-            redirect_uri: redirect_uri.clone(),
-            error: OAuthError::new(code, description),
-            state: request.state.clone(),
+        // Checked again here: a state file written by an older version may hold anything.
+        let redirect_uri = RedirectUri::parse(&redirect_uri).map_err(|e| {
+            AuthorizeFailure::Page(format!(
+                "The redirect address registered for this application cannot be used: it {e}. Remove the application with `mcp-gateway oauth revoke` and connect it again."
+            ))
+        })?;
+        let fail = |code: &'static str, description: String| {
+            if client.source == "cli" {
+                AuthorizeFailure::Redirect {
+                    redirect_uri: redirect_uri.as_str().to_string(),
+                    error: OAuthError::new(code, description),
+                    state: request.state.clone(),
+                }
+            } else {
+                AuthorizeFailure::Page(format!("The application sent a request the gateway cannot accept ({code}): {description}."))
+            }
         };
         if request.response_type.as_deref() != Some("code") {
             return Err(fail(
                 "unsupported_response_type",
                 "response_type must be \"code\"".into(),
             ));
+        }
+        if request
+            .state
+            .as_ref()
+            .is_some_and(|s| s.len() > MAX_STATE_BYTES)
+            || request
+                .scope
+                .as_ref()
+                .is_some_and(|s| s.len() > MAX_SCOPE_BYTES)
+        {
+            return Err(AuthorizeFailure::Page(format!(
+                "The request's state or scope is too long (at most {MAX_STATE_BYTES} and {MAX_SCOPE_BYTES} bytes)."
+            )));
         }
         let challenge = request
             .code_challenge
@@ -628,26 +733,30 @@ impl OAuthServer {
         if !same_resource(&resource, our_resource) {
             return Err(fail(
                 "invalid_target",
-                format!("resource {resource} is not this gateway ({our_resource})"),
+                "the resource is not this gateway's MCP endpoint".into(),
             ));
         }
         let pending = PendingAuthorization {
-            client,
+            client_id: client.client_id.clone(),
+            client_name: client.name.clone(),
             redirect_uri,
             state: request.state.clone(),
             code_challenge: challenge,
             resource: our_resource.to_string(),
             scope: request.scope.clone().unwrap_or_else(|| "mcp".into()),
-            expires: Instant::now() + PENDING_TTL,
+            address: address.to_string(),
+            created: Instant::now(),
         };
         let csrf = random_secret("").map_err(|e| AuthorizeFailure::Page(e.description))?;
         let mut all = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        all.retain(|_, p| p.expires > Instant::now());
-        if all.len() >= MAX_PENDING {
-            return Err(AuthorizeFailure::Page(
-                "Too many authorizations are waiting; try again in a few minutes.".into(),
-            ));
-        }
+        all.retain(|_, p| p.created.elapsed() < PENDING_TTL);
+        // Caps per address, per client and over all; the oldest waiting request makes room, so
+        // a flood never keeps the owner's own authorization out.
+        drop_oldest_pending(&mut all, MAX_PENDING_PER_ADDRESS, |p| p.address == address);
+        drop_oldest_pending(&mut all, MAX_PENDING_PER_CLIENT, |p| {
+            p.client_id == pending.client_id
+        });
+        drop_oldest_pending(&mut all, MAX_PENDING, |_| true);
         all.insert(csrf.clone(), pending.clone());
         Ok((csrf, pending))
     }
@@ -657,21 +766,15 @@ impl OAuthServer {
         let all = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         all.iter()
             .find(|(k, p)| {
-                constant_time_eq(k.as_bytes(), csrf.as_bytes()) && p.expires > Instant::now()
+                constant_time_eq(k.as_bytes(), csrf.as_bytes()) && p.created.elapsed() < PENDING_TTL
             })
             .map(|(_, p)| p.clone())
     }
 
-    /// Checks the owner password for a consent form, counting failures per `address`.
+    /// Checks the owner password for a consent form from `address` (an address key): at most
+    /// [`PASSWORD_ATTEMPTS`] wrong ones per address in [`PASSWORD_WINDOW`], and a global
+    /// back-off (up to a minute between checks) once wrong passwords pile up from everywhere.
     pub fn check_password(&self, password: &str, address: &str) -> Result<(), OAuthError> {
-        let key = format!("password:{address}");
-        if self.limiter.count(&key, PASSWORD_WINDOW) >= PASSWORD_ATTEMPTS {
-            log::warn!("OAuth consent refused for {address}: too many wrong passwords");
-            return Err(OAuthError::new(
-                "too_many_requests",
-                "too many wrong passwords; wait a few minutes",
-            ));
-        }
         let stored = self.with_state(|s| Ok((s.owner_password.clone(), false)))?;
         let Some(stored) = stored else {
             return Err(OAuthError::new(
@@ -679,12 +782,31 @@ impl OAuthServer {
                 "no owner password is set: run `mcp-gateway oauth set-password` on the gateway",
             ));
         };
-        if password::verify_password(password, &stored) {
-            Ok(())
-        } else {
-            self.limiter.record(&key);
-            log::warn!("OAuth consent: wrong owner password from {address}");
-            Err(OAuthError::new("access_denied", "wrong password"))
+        match self
+            .passwords
+            .check(address, || password::verify_password(password, &stored))
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                log::warn!("OAuth consent: wrong owner password from {address}");
+                Err(OAuthError::new("access_denied", "wrong password"))
+            }
+            Err(PasswordRefusal::Address) => {
+                log::warn!("OAuth consent refused for {address}: too many wrong passwords");
+                Err(OAuthError::new(
+                    "too_many_requests",
+                    "too many wrong passwords from your address; wait a few minutes",
+                ))
+            }
+            Err(PasswordRefusal::Backoff(wait)) => {
+                log::warn!("OAuth consent refused for {address}: many wrong passwords lately, checks are paused");
+                let mut error = OAuthError::new(
+                    "too_many_requests",
+                    "many wrong passwords were tried lately; wait a little, then try again",
+                );
+                error.retry_after = Some(wait.as_secs() + 1);
+                Err(error)
+            }
         }
     }
 
@@ -703,8 +825,8 @@ impl OAuthServer {
             })?;
         let code = random_secret("mgwk_")?;
         let issued = IssuedCode {
-            client_id: pending.client.client_id.clone(),
-            redirect_uri: pending.redirect_uri.clone(),
+            client_id: pending.client_id.clone(),
+            redirect_uri: pending.redirect_uri.as_str().to_string(),
             code_challenge: pending.code_challenge.clone(),
             resource: pending.resource.clone(),
             servers,
@@ -715,9 +837,12 @@ impl OAuthServer {
         let mut codes = self.codes.lock().unwrap_or_else(|e| e.into_inner());
         codes.retain(|_, c| c.expires + Duration::from_secs(600) > Instant::now());
         codes.insert(hash_token(&code), issued);
-        log::info!("OAuth authorization approved for {}", pending.client.name);
+        log::info!(
+            "OAuth authorization approved for {}",
+            for_log(&pending.client_name)
+        );
         Ok(with_query(
-            &pending.redirect_uri,
+            pending.redirect_uri.as_str(),
             &[
                 ("code", Some(code.as_str())),
                 ("state", pending.state.as_deref()),
@@ -732,9 +857,12 @@ impl OAuthServer {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(csrf)?;
-        log::info!("OAuth authorization denied for {}", pending.client.name);
+        log::info!(
+            "OAuth authorization denied for {}",
+            for_log(&pending.client_name)
+        );
         Some(with_query(
-            &pending.redirect_uri,
+            pending.redirect_uri.as_str(),
             &[
                 ("error", Some("access_denied")),
                 ("state", pending.state.as_deref()),
@@ -748,12 +876,16 @@ impl OAuthServer {
         client_id: &str,
         secret: Option<&str>,
     ) -> Result<Client, OAuthError> {
-        let client = self.client(client_id).ok_or_else(|| {
+        let unknown = || {
             OAuthError::new(
                 "invalid_client",
-                format!("unknown client \"{client_id}\"; register again"),
+                "unknown client_id (the gateway may have forgotten the registration); register again",
             )
-        })?;
+        };
+        if client_id.len() > MAX_CLIENT_ID_BYTES {
+            return Err(unknown());
+        }
+        let client = self.client(client_id).ok_or_else(unknown)?;
         match (&client.secret_sha256, secret) {
             (None, _) => Ok(client),
             (Some(expected), Some(given))
@@ -874,7 +1006,9 @@ impl OAuthServer {
         })
     }
 
-    /// `grant_type=refresh_token`: rotates both tokens; a rotated-away refresh token revokes the grant.
+    /// `grant_type=refresh_token`: rotates both tokens; a rotated-away refresh token revokes the
+    /// grant, except the one just rotated away within `refresh_grace`, which gets the same new
+    /// pair again (a client that lost the answer, or two refreshes racing, keeps its grant).
     pub fn refresh(
         &self,
         client: &Client,
@@ -883,8 +1017,26 @@ impl OAuthServer {
         let presented = hash_token(refresh_token);
         let (access, refresh) = (random_secret("mgwa_")?, random_secret("mgwr_")?);
         let settings = self.settings.clone();
+        let mut recent = self
+            .recent_refreshes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        recent.retain(|_, r| r.until > Instant::now());
         let outcome = self.with_state(|s| {
             let now = now_secs();
+            if let Some(again) = recent.get(&presented) {
+                let current = s.grants.iter().any(|g| {
+                    g.client_id == client.client_id
+                        && constant_time_eq(
+                            g.refresh_sha256.as_bytes(),
+                            again.new_refresh_sha256.as_bytes(),
+                        )
+                });
+                if current {
+                    log::info!("OAuth refresh repeated within the grace period: same tokens");
+                    return Ok((Ok(Some(again.tokens.clone())), false));
+                }
+            }
             if let Some(i) = s.grants.iter().position(|g| {
                 g.rotated
                     .iter()
@@ -943,15 +1095,28 @@ impl OAuthServer {
             grant.access_sha256 = hash_token(&access);
             grant.access_expires = now + settings.access_token_ttl.as_secs();
             log::info!("OAuth tokens refreshed for grant {}", grant.id);
-            Ok((Ok(()), true))
+            Ok((Ok(None), true))
         })?;
-        outcome?;
-        Ok(IssuedTokens {
+        if let Some(same) = outcome? {
+            return Ok(same);
+        }
+        let tokens = IssuedTokens {
             access_token: access,
             refresh_token: refresh,
             expires_in: self.settings.access_token_ttl.as_secs(),
             scope: "mcp".into(),
-        })
+        };
+        if !self.settings.refresh_grace.is_zero() {
+            recent.insert(
+                presented,
+                RecentRefresh {
+                    tokens: tokens.clone(),
+                    new_refresh_sha256: hash_token(&tokens.refresh_token),
+                    until: Instant::now() + self.settings.refresh_grace,
+                },
+            );
+        }
+        Ok(tokens)
     }
 
     /// RFC 7009: ends the grant of an access or refresh token. Unknown tokens are not an error.
@@ -1023,6 +1188,62 @@ impl OAuthServer {
     /// Clients and grants, for `oauth list`.
     pub fn list(&self) -> Result<(Vec<Client>, Vec<Grant>), OAuthError> {
         self.with_state(|s| Ok(((s.clients.clone(), s.grants.clone()), false)))
+    }
+}
+
+/// Makes room for one more client when [`MAX_CLIENTS`] are kept: forgets the oldest client
+/// that registered itself (or came from a metadata document) and holds no grant.
+fn make_room_for_a_client(s: &mut StateFile) -> Result<(), OAuthError> {
+    while s.clients.len() >= MAX_CLIENTS {
+        let unused = s
+            .clients
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                c.source != "cli" && !s.grants.iter().any(|g| g.client_id == c.client_id)
+            })
+            .min_by_key(|(_, c)| c.created)
+            .map(|(i, _)| i);
+        match unused {
+            Some(i) => {
+                let gone = s.clients.remove(i);
+                log::info!(
+                    "OAuth client {} ({}) forgotten to make room: it never got a grant",
+                    for_log(&gone.name),
+                    for_log(&gone.client_id)
+                );
+            }
+            None => {
+                return Err(OAuthError::new(
+                    "invalid_client_metadata",
+                    "the gateway holds as many clients as it can; its owner can remove some with `mcp-gateway oauth revoke`",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Drops the oldest pending authorizations matching `mine` until fewer than `cap` remain.
+fn drop_oldest_pending(
+    all: &mut HashMap<String, PendingAuthorization>,
+    cap: usize,
+    mine: impl Fn(&PendingAuthorization) -> bool,
+) {
+    loop {
+        let matching: Vec<(&String, &PendingAuthorization)> =
+            all.iter().filter(|(_, p)| mine(p)).collect();
+        if matching.len() < cap {
+            return;
+        }
+        let oldest = matching
+            .iter()
+            .min_by_key(|(_, p)| p.created)
+            .map(|(k, _)| (*k).clone());
+        match oldest {
+            Some(key) => all.remove(&key),
+            None => return,
+        };
     }
 }
 
@@ -1099,7 +1320,9 @@ mod tests {
             resource: Some(format!("{RESOURCE}/")),
             scope: None,
         };
-        let (csrf, _) = s.start_authorization(&request, RESOURCE).expect("pending");
+        let (csrf, _) = s
+            .start_authorization(&request, RESOURCE, "192.0.2.1")
+            .expect("pending");
         let redirect = s.approve(&csrf, None).expect("approve");
         assert!(redirect.contains("state=xyz"));
         redirect
@@ -1134,7 +1357,12 @@ mod tests {
 
     #[test]
     fn code_flow_refresh_rotation_and_reuse() {
-        let (s, dir) = server("flow");
+        let (_, dir) = server("flow");
+        let no_grace = OAuthSettings {
+            refresh_grace: Duration::ZERO,
+            ..OAuthSettings::default()
+        };
+        let s = OAuthServer::open(&dir, no_grace).expect("open");
         let (client, secret) = s
             .register(
                 "Claude",
@@ -1219,14 +1447,14 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            s.start_authorization(&request, RESOURCE),
+            s.start_authorization(&request, RESOURCE, "192.0.2.1"),
             Err(AuthorizeFailure::Page(_))
         ));
         request.client_id = Some(client.client_id.clone());
         request.redirect_uri = Some("https://evil.example/cb".into());
         assert!(
             matches!(
-                s.start_authorization(&request, RESOURCE),
+                s.start_authorization(&request, RESOURCE, "192.0.2.1"),
                 Err(AuthorizeFailure::Page(_))
             ),
             "no open redirect"
@@ -1235,7 +1463,7 @@ mod tests {
         request.response_type = Some("code".into());
         request.code_challenge = Some(s256(VERIFIER));
         request.code_challenge_method = Some("plain".into());
-        match s.start_authorization(&request, RESOURCE) {
+        match s.start_authorization(&request, RESOURCE, "192.0.2.1") {
             Err(AuthorizeFailure::Redirect { error, .. }) => {
                 assert_eq!(error.code, "invalid_request")
             }
@@ -1243,12 +1471,216 @@ mod tests {
         }
         request.code_challenge_method = Some("S256".into());
         request.resource = Some("https://other.example/mcp".into());
-        match s.start_authorization(&request, RESOURCE) {
+        match s.start_authorization(&request, RESOURCE, "192.0.2.1") {
             Err(AuthorizeFailure::Redirect { error, .. }) => {
                 assert_eq!(error.code, "invalid_target")
             }
             other => panic!("{other:?}"),
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn request_for(client: &Client) -> AuthorizeRequest {
+        AuthorizeRequest {
+            response_type: Some("code".into()),
+            client_id: Some(client.client_id.clone()),
+            redirect_uri: Some(client.redirect_uris[0].clone()),
+            code_challenge: Some(s256(VERIFIER)),
+            code_challenge_method: Some("S256".into()),
+            state: Some("xyz".into()),
+            resource: None,
+            scope: None,
+        }
+    }
+
+    #[test]
+    fn a_self_registered_client_gets_every_error_on_our_page() {
+        let (s, dir) = server("no-open-redirect");
+        let (client, _) = s
+            .register(
+                "App",
+                vec!["https://evil.example/".into()],
+                "none",
+                "registration",
+            )
+            .expect("register");
+        let mut request = request_for(&client);
+        request.response_type = Some("token".into());
+        assert!(matches!(
+            s.start_authorization(&request, RESOURCE, "192.0.2.1"),
+            Err(AuthorizeFailure::Page(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn registrations_are_bounded_and_the_oldest_unused_make_room() {
+        let (s, dir) = server("bounded");
+        let uri = || vec!["https://app.example/cb".to_string()];
+        assert_eq!(
+            s.register("x", vec![], "none", "registration")
+                .unwrap_err()
+                .code,
+            "invalid_redirect_uri"
+        );
+        let six = (0..6).map(|i| format!("https://app.example/{i}")).collect();
+        assert_eq!(
+            s.register("x", six, "none", "registration")
+                .unwrap_err()
+                .code,
+            "invalid_redirect_uri"
+        );
+        let (named, _) = s
+            .register("a\nforged line\u{1b}[31m", uri(), "none", "registration")
+            .expect("register");
+        assert_eq!(named.name, "aforged line[31m");
+        let (kept, _) = s
+            .register("kept", uri(), "none", "registration")
+            .expect("register");
+        let code = authorize(&s, &kept);
+        let tokens = s
+            .exchange_code(
+                &kept,
+                &code,
+                Some("https://app.example/cb"),
+                Some(VERIFIER),
+                None,
+            )
+            .expect("tokens");
+        for i in 0..MAX_CLIENTS + 20 {
+            s.register(&format!("c{i}"), uri(), "none", "registration")
+                .expect("room is made");
+        }
+        let (clients, _) = s.list().expect("list");
+        assert_eq!(clients.len(), MAX_CLIENTS);
+        assert!(
+            clients.iter().any(|c| c.client_id == kept.client_id),
+            "a client with a grant stays"
+        );
+        assert!(
+            !clients.iter().any(|c| c.client_id == named.client_id),
+            "the oldest unused went"
+        );
+        assert!(s.verify_access(&tokens.access_token, RESOURCE).is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn waiting_authorizations_are_capped_oldest_first() {
+        let (s, dir) = server("pending-caps");
+        let (client, _) = s
+            .register(
+                "App",
+                vec!["https://app.example/cb".into()],
+                "none",
+                "registration",
+            )
+            .expect("register");
+        let request = request_for(&client);
+        let (first, _) = s
+            .start_authorization(&request, RESOURCE, "198.51.100.9")
+            .expect("pending");
+        for _ in 0..(MAX_PENDING + 50) {
+            s.start_authorization(&request, RESOURCE, "203.0.113.1")
+                .expect("a flood never refuses");
+        }
+        let all = s.pending.lock().expect("lock");
+        assert!(all.len() <= MAX_PENDING);
+        let from_flood = all.values().filter(|p| p.address == "203.0.113.1").count();
+        assert_eq!(from_flood, MAX_PENDING_PER_ADDRESS);
+        assert!(
+            all.contains_key(&first),
+            "another address's request survives the flood"
+        );
+        drop(all);
+        let mut long = request_for(&client);
+        long.state = Some("s".repeat(MAX_STATE_BYTES + 1));
+        assert!(matches!(
+            s.start_authorization(&long, RESOURCE, "203.0.113.1"),
+            Err(AuthorizeFailure::Page(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_repeated_refresh_within_the_grace_gets_the_same_pair_and_later_revokes() {
+        let (s, dir) = server("grace");
+        let (client, _) = s
+            .register(
+                "App",
+                vec!["https://app.example/cb".into()],
+                "none",
+                "registration",
+            )
+            .expect("register");
+        let code = authorize(&s, &client);
+        let first = s
+            .exchange_code(
+                &client,
+                &code,
+                Some("https://app.example/cb"),
+                Some(VERIFIER),
+                None,
+            )
+            .expect("tokens");
+        let second = s.refresh(&client, &first.refresh_token).expect("refresh");
+        let again = s
+            .refresh(&client, &first.refresh_token)
+            .expect("within the grace");
+        assert_eq!(second, again);
+        assert!(s.verify_access(&second.access_token, RESOURCE).is_some());
+        // Once the new refresh token has been used, the old one is plain reuse.
+        let third = s.refresh(&client, &second.refresh_token).expect("refresh");
+        assert_eq!(
+            s.refresh(&client, &first.refresh_token).unwrap_err().code,
+            "invalid_grant"
+        );
+        assert!(
+            s.verify_access(&third.access_token, RESOURCE).is_none(),
+            "revoked"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let dir = std::env::temp_dir().join(format!("mcpgw-oauth-nograce-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let settings = OAuthSettings {
+            refresh_grace: Duration::ZERO,
+            ..OAuthSettings::default()
+        };
+        let s = OAuthServer::open(&dir, settings).expect("open");
+        let (client, _) = s
+            .register(
+                "App",
+                vec!["https://app.example/cb".into()],
+                "none",
+                "registration",
+            )
+            .expect("register");
+        let code = authorize(&s, &client);
+        let first = s
+            .exchange_code(
+                &client,
+                &code,
+                Some("https://app.example/cb"),
+                Some(VERIFIER),
+                None,
+            )
+            .expect("tokens");
+        s.refresh(&client, &first.refresh_token).expect("refresh");
+        assert_eq!(
+            s.refresh(&client, &first.refresh_token).unwrap_err().code,
+            "invalid_grant"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unknown_client_id_is_neither_echoed_nor_kept() {
+        let (s, dir) = server("unknown-client");
+        let huge = "x".repeat(1 << 20);
+        let err = s.authenticate_client(&huge, None).unwrap_err();
+        assert_eq!(err.code, "invalid_client");
+        assert!(err.description.len() < 200);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

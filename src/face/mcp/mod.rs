@@ -692,7 +692,11 @@ impl McpFace {
             .and_then(|c| c.get("name"))
             .and_then(Value::as_str)
             .unwrap_or("unknown client");
-        log::info!("MCP session started by {client} (protocol {version})");
+        log::info!(
+            "MCP session started by {} (protocol {})",
+            crate::untrusted::for_log(client),
+            crate::untrusted::for_log(version)
+        );
         let result = json!({
             "protocolVersion": version,
             "capabilities": capabilities(),

@@ -2,15 +2,18 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
 
 use crate::common::{HTTPVersion, Method};
-use crate::util::RefinedTcpStream;
+use crate::util::{ConnState, DeadlineReader, RefinedTcpStream};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
-use crate::Request;
+use crate::{HandOverEarly, Request, ServerOptions};
+
+/// mcp-gateway patch: the reading half of a connection, under the request deadline.
+type Source = BufReader<DeadlineReader<RefinedTcpStream>>;
 
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
@@ -20,20 +23,29 @@ pub struct ClientConnection {
 
     // sequence of Readers to the stream, so that the data is not read in
     //  the wrong order
-    source: SequentialReaderBuilder<BufReader<RefinedTcpStream>>,
+    source: SequentialReaderBuilder<Source>,
 
     // sequence of Writers to the stream, to avoid writing response #2 before
     //  response #1
     sink: SequentialWriterBuilder<BufWriter<RefinedTcpStream>>,
 
     // Reader to read the next header from
-    next_header_source: SequentialReader<BufReader<RefinedTcpStream>>,
+    next_header_source: SequentialReader<Source>,
 
     // set to true if we know that the previous request is the last one
     no_more_requests: bool,
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // mcp-gateway patch: the connection's read deadline, and the limits of a request
+    conn: ConnState,
+    max_head_bytes: usize,
+    max_headers: usize,
+    preread_body_bytes: usize,
+    hand_over_early: Option<HandOverEarly>,
+    // bytes the head being read may still take
+    head_bytes_left: usize,
 }
 
 /// Error that can happen when reading a request.
@@ -44,6 +56,12 @@ enum ReadError {
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
+    /// mcp-gateway patch: the head is longer than `max_head_bytes` or has more than
+    /// `max_headers` header lines
+    HeadTooLarge,
+    /// mcp-gateway patch: an HTTP version above 1.1 (upstream answered it while the request
+    /// it had built held the previous writer's turn, which blocked the connection forever)
+    UnsupportedVersion,
 }
 
 impl ClientConnection {
@@ -51,11 +69,15 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        options: &ServerOptions,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
 
-        let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
+        // mcp-gateway patch: reads go through the deadline, below the buffer
+        let conn = ConnState::new(options.request_timeout);
+        let mut source =
+            SequentialReaderBuilder::new(BufReader::with_capacity(1024, conn.reader(read_socket)));
         let first_header = source.next().unwrap();
 
         ClientConnection {
@@ -65,6 +87,12 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            conn,
+            max_head_bytes: options.max_head_bytes,
+            max_headers: options.max_headers,
+            preread_body_bytes: options.preread_body_bytes,
+            hand_over_early: options.hand_over_early.clone(),
+            head_bytes_left: options.max_head_bytes,
         }
     }
 
@@ -77,7 +105,10 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    ///
+    /// mcp-gateway patch: every byte counts against `head_bytes_left`, so that neither one
+    /// line nor the whole head can grow without bound.
+    fn read_next_line(&mut self) -> Result<AsciiString, ReadError> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
@@ -85,14 +116,28 @@ impl ClientConnection {
             let byte = self.next_header_source.by_ref().bytes().next();
 
             let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+                Some(b) => b.map_err(ReadError::ReadIoError)?,
+                None => {
+                    return Err(ReadError::ReadIoError(IoError::new(
+                        ErrorKind::ConnectionAborted,
+                        "Unexpected EOF",
+                    )))
+                }
             };
+
+            if self.head_bytes_left == 0 {
+                return Err(ReadError::HeadTooLarge);
+            }
+            self.head_bytes_left -= 1;
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+                return AsciiString::from_ascii(buf).map_err(|_| {
+                    ReadError::ReadIoError(IoError::new(
+                        ErrorKind::InvalidInput,
+                        "Header is not in ASCII",
+                    ))
+                });
             }
 
             prev_byte_was_cr = byte == b'\r';
@@ -104,25 +149,41 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        // mcp-gateway patch: finish the previous request's body, then start this request's
+        // deadline (now if some of it is already buffered, else at its first byte) and its
+        // head budget
+        let buffered = self.finish_previous_body()?;
+        self.conn.arm(buffered);
+        self.head_bytes_left = self.max_head_bytes;
+
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_next_line()?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
                 )?
             };
 
+            // mcp-gateway patch: see ReadError::UnsupportedVersion
+            if version > (1, 1) {
+                return Err(ReadError::UnsupportedVersion);
+            }
+
             // getting all headers
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self.read_next_line()?;
 
                     if line.is_empty() {
                         break;
                     };
+                    // mcp-gateway patch
+                    if headers.len() >= self.max_headers {
+                        return Err(ReadError::HeadTooLarge);
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -139,6 +200,13 @@ impl ClientConnection {
         // building the writer for the request
         let writer = self.sink.next().unwrap();
 
+        // mcp-gateway patch: the body read in advance, unless the application wants the
+        // request at once
+        let preread_body_bytes = match &self.hand_over_early {
+            Some(early) if early.applies(&method, &path, &headers) => 0,
+            _ => self.preread_body_bytes,
+        };
+
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();
         std::mem::swap(&mut self.next_header_source, &mut data_source);
@@ -153,6 +221,8 @@ impl ClientConnection {
             *self.remote_addr.as_ref().unwrap(),
             data_source,
             writer,
+            preread_body_bytes,
+            Some(self.conn.clone()),
         )
         .map_err(|e| {
             use crate::request;
@@ -160,6 +230,9 @@ impl ClientConnection {
                 request::RequestCreationError::CreationIoError(e) => ReadError::ReadIoError(e),
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
+                }
+                request::RequestCreationError::InvalidContentLength => {
+                    ReadError::WrongHeader(version)
                 }
             }
         })?;
@@ -169,99 +242,132 @@ impl ClientConnection {
     }
 }
 
+impl ClientConnection {
+    /// mcp-gateway patch: waits until the previous request's body is done with the stream and
+    /// skips what the application left unread of it (still under that request's deadline).
+    /// Returns whether some of the next request is already buffered. A connection whose
+    /// previous body cannot be skipped carries no more requests.
+    fn finish_previous_body(&mut self) -> Result<bool, ReadError> {
+        self.next_header_source.wait_turn();
+        let aborted = |why: &str| {
+            ReadError::ReadIoError(IoError::new(ErrorKind::ConnectionAborted, why.to_string()))
+        };
+        if self.conn.is_poisoned() {
+            return Err(aborted("the previous body was not read to its end"));
+        }
+        let mut skip = self.conn.take_skip();
+        let mut scratch = [0u8; 8192];
+        while skip > 0 {
+            let want = skip.min(scratch.len());
+            match self.next_header_source.read(&mut scratch[..want]) {
+                Ok(0) | Err(_) => return Err(aborted("the previous request's body did not come")),
+                Ok(n) => skip -= n,
+            }
+        }
+        Ok(!self.next_header_source.wait_turn().buffer().is_empty())
+    }
+
+    /// mcp-gateway patch: answers `status` with `Connection: close` (the caller then ends the
+    /// connection), and flushes the answer. Written by hand: `Response` drops a `Connection`
+    /// header.
+    fn answer_and_close(&mut self, status: u16, body: &str) {
+        use crate::StatusCode;
+
+        let mut writer = self.sink.next().unwrap();
+        let answer = format!(
+            "HTTP/1.1 {} {}\r\nConnection: close\r\nContent-Type: text/plain; charset=UTF-8\r\n\
+             Content-Length: {}\r\n\r\n{}",
+            status,
+            StatusCode(status).default_reason_phrase(),
+            body.len(),
+            body
+        );
+        if writer.write_all(answer.as_bytes()).is_ok() {
+            writer.flush().ok();
+        }
+    }
+}
+
 impl Iterator for ClientConnection {
     type Item = Request;
 
     /// Blocks until the next Request is available.
     /// Returns None when no new Requests will come from the client.
     fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
-
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
+            // mcp-gateway patch: still skip the unread rest of the last body, so that closing
+            // with it unread does not reset the connection under the answer
+            let _ = self.finish_previous_body();
             return None;
         }
 
-        loop {
-            let rq = match self.read() {
-                Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
-                }
-
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
-                }
-
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
-                }
-
-                Err(ReadError::ReadIoError(_)) => return None,
-
-                Ok(rq) => rq,
-            };
-
-            // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
+        // mcp-gateway patch: every answer that ends the connection says so
+        // (`Connection: close`) and is flushed; a head over the limits gets 431; an HTTP version
+        // above 1.1 gets 505 before any `Request` exists (see ReadError::UnsupportedVersion).
+        let rq = match self.read() {
+            Err(ReadError::WrongRequestLine) => {
+                self.answer_and_close(400, "");
+                return None; // we don't know where the next request would start,
+                             // se we have to close
             }
 
-            // updating the status of the connection
-            let connection_header = rq
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Connection"))
-                .map(|h| h.value.as_str());
+            Err(ReadError::WrongHeader(_)) => {
+                self.answer_and_close(400, "");
+                return None; // we don't know where the next request would start,
+                             // se we have to close
+            }
 
-            let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
+            Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
+                // request timeout
+                self.answer_and_close(408, "");
+                return None; // closing the connection
+            }
 
-            match lowercase {
-                Some(ref val) if val.contains("close") => self.no_more_requests = true,
-                Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
-                Some(ref val)
-                    if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
-                {
-                    self.no_more_requests = true
-                }
-                None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
-                _ => (),
-            };
+            Err(ReadError::ExpectationFailed(_)) => {
+                self.answer_and_close(417, "");
+                return None; // TODO: should be recoverable, but needs handling in case of body
+            }
 
-            // returning the request
-            return Some(rq);
-        }
+            Err(ReadError::HeadTooLarge) => {
+                self.answer_and_close(431, "");
+                return None;
+            }
+
+            Err(ReadError::UnsupportedVersion) => {
+                self.answer_and_close(505, "This server only supports HTTP versions 1.0 and 1.1");
+                return None;
+            }
+
+            Err(ReadError::ReadIoError(_)) => return None,
+
+            Ok(rq) => rq,
+        };
+
+        // updating the status of the connection
+        let connection_header = rq
+            .headers()
+            .iter()
+            .find(|h| h.field.equiv("Connection"))
+            .map(|h| h.value.as_str());
+
+        let lowercase = connection_header.map(|h| h.to_ascii_lowercase());
+
+        match lowercase {
+            Some(ref val) if val.contains("close") => self.no_more_requests = true,
+            Some(ref val) if val.contains("upgrade") => self.no_more_requests = true,
+            Some(ref val)
+                if !val.contains("keep-alive") && *rq.http_version() == HTTPVersion(1, 0) =>
+            {
+                self.no_more_requests = true
+            }
+            None if *rq.http_version() == HTTPVersion(1, 0) => self.no_more_requests = true,
+            _ => (),
+        };
+
+        // returning the request
+        Some(rq)
     }
 }
 

@@ -24,9 +24,15 @@ impl Listener {
 
     pub(crate) fn accept(&self) -> std::io::Result<(Connection, Option<SocketAddr>)> {
         match self {
-            Self::Tcp(l) => l
-                .accept()
-                .map(|(conn, addr)| (Connection::from(conn), Some(addr))),
+            // mcp-gateway patch: TCP_NODELAY, so that an answer written in two parts (head,
+            // then body) is not held back ~40 ms by Nagle's algorithm waiting for the client's
+            // delayed acknowledgement on a kept-alive connection.
+            Self::Tcp(l) => l.accept().map(|(conn, addr)| {
+                if let Err(e) = conn.set_nodelay(true) {
+                    log::debug!("cannot set TCP_NODELAY on a connection: {}", e);
+                }
+                (Connection::from(conn), Some(addr))
+            }),
             #[cfg(unix)]
             Self::Unix(l) => l.accept().map(|(conn, _)| (Connection::from(conn), None)),
         }
@@ -58,6 +64,38 @@ impl Connection {
         };
         if let Err(e) = outcome {
             log::warn!("cannot set timeouts on a connection: {}", e);
+        }
+    }
+}
+
+impl Connection {
+    /// mcp-gateway patch: answers a connection over the limits with a 503 and closes it,
+    /// without ever blocking (the socket is non-blocking; a new socket's buffer takes these
+    /// few bytes at once, and if it does not, the answer is simply lost).
+    pub(crate) fn refuse_busy(self) {
+        use std::io::{Read, Write};
+
+        const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
+            Retry-After: 1\r\nContent-Length: 0\r\n\r\n";
+        let mut sock = self;
+        let nonblocking = match &sock {
+            Connection::Tcp(s) => s.set_nonblocking(true),
+            #[cfg(unix)]
+            Connection::Unix(s) => s.set_nonblocking(true),
+        };
+        if nonblocking.is_err() {
+            return;
+        }
+        let _ = sock.write(BUSY);
+        let _ = sock.shutdown(Shutdown::Write);
+        // Whatever the client already sent is read and dropped, so that closing does not
+        // answer it with a reset that could destroy the 503 before the client reads it.
+        let mut sink = [0u8; 2048];
+        for _ in 0..4 {
+            match sock.read(&mut sink) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
         }
     }
 }

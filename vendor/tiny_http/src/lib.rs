@@ -110,7 +110,7 @@ use std::time::Duration;
 
 use client::ClientConnection;
 use connection::Connection;
-use util::MessagesQueue;
+use util::{ConnectionLimits, MessagesQueue};
 
 pub use common::{HTTPVersion, Header, HeaderField, Method, StatusCode};
 pub use connection::{ConfigListenAddr, ListenAddr, Listener};
@@ -142,6 +142,9 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // mcp-gateway patch: the open connections
+    connections: Arc<ConnectionLimits>,
 }
 
 enum Message {
@@ -179,6 +182,107 @@ pub struct ServerConfig {
 
     /// If `Some`, then the server will use SSL to encode the communications.
     pub ssl: Option<SslConfig>,
+}
+
+/// mcp-gateway patch: limits applied to every accepted connection.
+///
+/// Build it from `ServerOptions::default()` and change the fields wanted.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Read and write timeout of each socket operation (as `from_listener_with_timeouts` sets).
+    /// Default: none.
+    pub io_timeout: Option<Duration>,
+
+    /// A request's head and the part of its body read in advance must arrive within this,
+    /// counted from the request's first byte (not from the idle wait before it on a kept-alive
+    /// connection). Past it: 408 and the connection is closed. Reads of a larger body by the
+    /// application (after `recv` handed the request over) fail with `io::ErrorKind::TimedOut`
+    /// once the same deadline has passed, the time the request waited for a `recv` included;
+    /// what the application leaves unread of a body is skipped by the connection's own thread
+    /// under the same deadline (past it, the connection is closed after the answer). After a
+    /// `100 Continue` (sent when the application first reads the body) the body gets a fresh
+    /// deadline; `Request::upgrade` lifts the deadline.
+    ///
+    /// The deadline is looked at when a read starts and when it returns, so a read blocked on
+    /// a silent client ends only with `io_timeout` (a socket read timeout inside a request
+    /// counts as the request timing out): the bound is about `request_timeout + io_timeout`,
+    /// and there is none without `io_timeout`. Default: none.
+    pub request_timeout: Option<Duration>,
+
+    /// Largest request head (request line plus headers, bytes, line ends included). Over:
+    /// 431 and the connection is closed. Default 32 KiB.
+    pub max_head_bytes: usize,
+
+    /// Most header lines in a request. Over: 431 and the connection is closed. Default 100.
+    pub max_headers: usize,
+
+    /// Bodies up to this size (`Content-Length`, or chunked bodies after decoding) are read
+    /// completely in the connection's own thread before the request is handed to `recv`, so
+    /// that the application never waits on a slow client for them. A longer chunked body is
+    /// handed over as what was read so far followed by the rest; a longer `Content-Length`
+    /// body is read by the application. Not for requests with `Expect: 100-continue`.
+    /// Default 64 KiB (upstream: 1024 for `Content-Length` bodies only).
+    pub preread_body_bytes: usize,
+
+    /// Most connections open at once (0: no limit). A connection over the limit is answered
+    /// `503 Service Unavailable` (`Connection: close`, `Retry-After: 1`, empty body) by the
+    /// accept thread, without blocking it, and closed at once. Default 0.
+    pub max_connections: usize,
+
+    /// Most connections open at once from one client address (0: no limit), IPv6 addresses
+    /// counted by their /64 and IPv4-mapped IPv6 addresses as IPv4; Unix-socket clients are
+    /// only counted in `max_connections`. Same 503 answer. Default 0.
+    pub max_connections_per_address: usize,
+
+    /// Requests for which this returns true are handed to `recv` as soon as their head is
+    /// read, without reading any of their body in advance: for requests that the application
+    /// refuses by their head alone (such as a `Content-Length` over its own limit for that
+    /// URL), so that it answers at once instead of after the body (or after `request_timeout`
+    /// if the client waits for an answer before sending it). Their body is read by the
+    /// application if it wants it, under `request_timeout`; what it leaves unread is skipped by
+    /// the connection's own thread after the answer. Default: none.
+    pub hand_over_early: Option<HandOverEarly>,
+}
+
+/// mcp-gateway patch: see `ServerOptions::hand_over_early`.
+#[derive(Clone)]
+pub struct HandOverEarly(Arc<HeadPredicate>);
+
+type HeadPredicate = dyn Fn(&Method, &str, &[Header]) -> bool + Send + Sync;
+
+impl HandOverEarly {
+    /// `f` is called in the connection's thread with the request's method, URL and headers.
+    pub fn new<F>(f: F) -> HandOverEarly
+    where
+        F: Fn(&Method, &str, &[Header]) -> bool + Send + Sync + 'static,
+    {
+        HandOverEarly(Arc::new(f))
+    }
+
+    pub(crate) fn applies(&self, method: &Method, url: &str, headers: &[Header]) -> bool {
+        (self.0)(method, url, headers)
+    }
+}
+
+impl std::fmt::Debug for HandOverEarly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandOverEarly(..)")
+    }
+}
+
+impl Default for ServerOptions {
+    fn default() -> ServerOptions {
+        ServerOptions {
+            io_timeout: None,
+            request_timeout: None,
+            max_head_bytes: 32 * 1024,
+            max_headers: 100,
+            preread_body_bytes: 64 * 1024,
+            max_connections: 0,
+            max_connections_per_address: 0,
+            hand_over_early: None,
+        }
+    }
 }
 
 /// Configuration of the server for SSL.
@@ -251,13 +355,35 @@ impl Server {
     /// mcp-gateway patch: like `from_listener`, and every accepted TCP connection gets
     /// `io_timeout` as its read and write timeout, so that a client that stalls mid-request or
     /// stops reading cannot hold a thread forever. (Setting SO_RCVTIMEO on the listener instead
-    /// makes `accept` itself time out, which ends the accept loop.)
+    /// makes `accept` itself time out, which ends the accept loop.) The other limits are those
+    /// of `ServerOptions::default()`.
     pub fn from_listener_with_timeouts<L: Into<Listener>>(
         listener: L,
         ssl_config: Option<SslConfig>,
         io_timeout: Option<std::time::Duration>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let options = ServerOptions {
+            io_timeout,
+            ..ServerOptions::default()
+        };
+        Self::from_listener_with_options(listener, ssl_config, options)
+    }
+
+    /// mcp-gateway patch: like `from_listener`, with the limits of `options` on every
+    /// accepted connection (see `ServerOptions`).
+    ///
+    /// Each connection is served by its own thread, which reads a request's head and short
+    /// body, hands the request to `recv`, and reads the connection's next request only once
+    /// that one has been answered (upstream read pipelined requests ahead without limit).
+    pub fn from_listener_with_options<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        options: ServerOptions,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
+        let io_timeout = options.io_timeout;
+        let connections =
+            ConnectionLimits::new(options.max_connections, options.max_connections_per_address);
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
 
@@ -299,6 +425,7 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
+        let inside_connections = connections.clone();
         thread::spawn(move || {
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
@@ -306,7 +433,21 @@ impl Server {
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
-                    Ok((sock, _)) => {
+                    Ok((sock, peer)) => {
+                        // mcp-gateway patch: count the connection, or refuse it
+                        let slot = match inside_connections.acquire(peer.as_ref()) {
+                            Some(slot) => slot,
+                            None => {
+                                log::warn!(
+                                    "refusing a connection from {:?}: too many connections",
+                                    peer
+                                );
+                                if ssl.is_none() {
+                                    sock.refuse_busy();
+                                }
+                                continue;
+                            }
+                        };
                         if let Some(timeout) = io_timeout {
                             sock.set_io_timeout(timeout);
                         }
@@ -328,29 +469,33 @@ impl Server {
                             Some(ref _ssl) => unreachable!(),
                         };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok((
+                            ClientConnection::new(write_closable, read_closable, &options),
+                            slot,
+                        ))
                     }
                     Err(e) => Err(e),
                 };
 
                 match new_client {
-                    Ok(client) => {
+                    Ok((client, slot)) => {
                         let messages = inside_messages.clone();
-                        let mut client = Some(client);
+                        let mut client = Some((client, slot));
                         tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
+                            if let Some((client, slot)) = client.take() {
                                 // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
+                                // mcp-gateway patch: and for all requests, so that one
+                                // connection has one request at a time in the queue or in the
+                                // application (upstream queued pipelined requests without limit)
+                                let (sender, receiver) = mpsc::channel();
+                                for rq in client {
+                                    messages.push(rq.with_notify_sender(sender.clone()).into());
+                                    if receiver.recv().is_err() {
+                                        break;
                                     }
                                 }
+                                // the connection's place is given back once its thread is done
+                                drop(slot);
                             }
                         }));
                     }
@@ -388,6 +533,7 @@ impl Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            connections,
         })
     }
 
@@ -406,9 +552,11 @@ impl Server {
     }
 
     /// Returns the number of clients currently connected to the server.
+    ///
+    /// mcp-gateway patch: implemented (upstream panicked): the connections whose thread is
+    /// still serving them, as counted for `ServerOptions::max_connections`.
     pub fn num_connections(&self) -> usize {
-        unimplemented!()
-        //self.requests_receiver.lock().len()
+        self.connections.open()
     }
 
     /// Blocks until an HTTP request has been submitted and returns it.

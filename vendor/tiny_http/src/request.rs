@@ -7,9 +7,8 @@ use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
 
-use crate::util::{EqualReader, FusedReader};
+use crate::util::{ChunkedDecoder, ConnState, EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
 
 /// Represents an HTTP request made by a client.
 ///
@@ -74,6 +73,9 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // mcp-gateway patch: the connection's read state (deadline), when read from a connection
+    conn: Option<ConnState>,
 }
 
 struct NotifyOnDrop<R> {
@@ -96,7 +98,8 @@ impl<R: Write> Write for NotifyOnDrop<R> {
 }
 impl<R> Drop for NotifyOnDrop<R> {
     fn drop(&mut self) {
-        self.sender.send(()).unwrap();
+        // mcp-gateway patch: never panic in a destructor
+        self.sender.send(()).ok();
     }
 }
 
@@ -108,6 +111,10 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// mcp-gateway patch: the `Content-Length` header is not a number, or the request has
+    /// several that disagree; where the body ends is unknown.
+    InvalidContentLength,
 }
 
 impl From<IoError> for RequestCreationError {
@@ -125,6 +132,11 @@ impl From<IoError> for RequestCreationError {
 /// It is the responsibility of the `Request` to read only the data of the request and not further.
 ///
 /// The `Write` object will be used by the `Request` to write the response.
+///
+/// mcp-gateway patch: bodies up to `preread_body_bytes` long (Content-Length, or chunked after
+/// decoding) are read here, before the request is handed over; a longer chunked body is handed
+/// over as what was read so far followed by the rest. `conn` is the connection's read state
+/// (None for a request that does not come from a connection).
 #[allow(clippy::too_many_arguments)]
 pub fn new_request<R, W>(
     secure: bool,
@@ -135,6 +147,8 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
+    preread_body_bytes: usize,
+    conn: Option<ConnState>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -152,10 +166,24 @@ where
         // header must be ignored (RFC2616 #4.4)
         None
     } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
+        // mcp-gateway patch: a Content-Length that is not a number (upstream: taken as no
+        // body, so that the body was read as the next request) or several that disagree
+        // leave the end of the body unknown.
+        let mut found: Option<usize> = None;
+        for h in headers.iter().filter(|h| h.field.equiv("Content-Length")) {
+            let value = h.value.as_str().trim();
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(RequestCreationError::InvalidContentLength);
+            }
+            let n: usize = value
+                .parse()
+                .map_err(|_| RequestCreationError::InvalidContentLength)?;
+            if found.is_some_and(|m| m != n) {
+                return Err(RequestCreationError::InvalidContentLength);
+            }
+            found = Some(n);
+        }
+        found
     };
 
     // true if the client sent a `Expect: 100-continue` header
@@ -191,7 +219,7 @@ where
     } else if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
+        } else if content_length <= preread_body_bytes && !expects_continue {
             // if the content-length is small enough, we just read everything into a buffer
 
             let mut buffer = vec![0; content_length];
@@ -213,12 +241,29 @@ where
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
             let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
+            let data_reader = data_reader.skipping_on(conn.clone());
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
     } else if transfer_encoding.is_some() {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+        // mcp-gateway patch: a bounded decoder of our own, and the start of the body (all of
+        // it when short) read here.
+        let mut decoder = ChunkedDecoder::new(source_data, conn.clone());
+        if expects_continue || preread_body_bytes == 0 {
+            Box::new(decoder) as Box<dyn Read + Send + 'static>
+        } else {
+            let mut buffer = Vec::new();
+            (&mut decoder)
+                .take(preread_body_bytes as u64 + 1)
+                .read_to_end(&mut buffer)?;
+            if decoder.finished() {
+                // dropping the decoder lets the next request be read
+                Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
+            } else {
+                Box::new(Cursor::new(buffer).chain(decoder)) as Box<dyn Read + Send + 'static>
+            }
+        }
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
@@ -238,6 +283,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        conn,
     })
 }
 
@@ -309,6 +355,12 @@ impl Request {
     ) -> Box<dyn ReadWrite + Send> {
         use crate::util::CustomStream;
 
+        // mcp-gateway patch: the application takes the stream over; the request deadline
+        // no longer applies to it.
+        if let Some(conn) = &self.conn {
+            conn.disarm();
+        }
+
         response
             .raw_print(
                 self.response_writer.as_mut().unwrap().by_ref(),
@@ -371,6 +423,11 @@ impl Request {
             .ok();
             self.response_writer.as_mut().unwrap().flush().ok();
             self.must_send_continue = false;
+            // mcp-gateway patch: the client sends its body only now; it gets a full
+            // request timeout for it.
+            if let Some(conn) = &self.conn {
+                conn.rearm();
+            }
         }
 
         self.data_reader.as_mut().unwrap()
@@ -435,7 +492,7 @@ impl Request {
     {
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
+            sender.send(()).ok();
         }
         res
     }
@@ -490,9 +547,18 @@ impl Drop for Request {
         if self.response_writer.is_some() {
             let response = Response::empty(500);
             let _ = self.respond_impl(response); // ignoring any potential error
-            if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
+        }
+        // mcp-gateway patch: a client still waiting for `100 Continue` will not send the body
+        // that the connection would otherwise wait for: close it after this answer.
+        if self.must_send_continue && self.body_length != Some(0) {
+            if let Some(conn) = &self.conn {
+                conn.poison();
             }
+        }
+        // mcp-gateway patch: also when `respond` panicked half-way (upstream then never
+        // notified, and the connection's thread waited forever), and never panic here.
+        if let Some(sender) = self.notify_when_responded.take() {
+            sender.send(()).ok();
         }
     }
 }

@@ -3,6 +3,8 @@ use std::io::Result as IoResult;
 use std::sync::mpsc::channel;
 use std::sync::mpsc::{Receiver, Sender};
 
+use super::ConnState;
+
 /// A `Reader` that reads exactly the number of bytes from a sub-reader.
 ///
 /// If the limit is reached, it returns EOF. If the limit is not reached
@@ -15,6 +17,9 @@ where
     reader: R,
     size: usize,
     last_read_signal: Sender<IoResult<()>>,
+    // mcp-gateway patch: the connection's state, where what is left unread when dropped is
+    // recorded
+    conn: Option<ConnState>,
 }
 
 impl<R> EqualReader<R>
@@ -28,9 +33,17 @@ where
             reader,
             size,
             last_read_signal: tx,
+            conn: None,
         };
 
         (r, rx)
+    }
+
+    /// mcp-gateway patch: what is left unread when this reader is dropped is recorded in `conn`
+    /// for the connection's thread to skip (see `Drop`).
+    pub fn skipping_on(mut self, conn: Option<ConnState>) -> EqualReader<R> {
+        self.conn = conn;
+        self
     }
 }
 
@@ -64,12 +77,26 @@ where
     R: Read,
 {
     fn drop(&mut self) {
+        // mcp-gateway patch: on a connection, what is left is skipped by the connection's own
+        // thread before its next request (upstream read it here, in whatever thread dropped the
+        // request, so that a slow client held that thread). Otherwise it is read here through a
+        // small buffer (upstream allocated the whole remainder at once, so that a large unread
+        // Content-Length aborted the process).
+        if let Some(conn) = &self.conn {
+            if self.size > 0 {
+                conn.skip_later(self.size);
+            }
+            return;
+        }
+
         let mut remaining_to_read = self.size;
+        let mut buf = [0u8; 8192];
 
         while remaining_to_read > 0 {
-            let mut buf = vec![0; remaining_to_read];
+            let want = remaining_to_read.min(buf.len());
 
-            match self.reader.read(&mut buf) {
+            match self.reader.read(&mut buf[..want]) {
+                Err(ref e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.last_read_signal.send(Err(e)).ok();
                     break;

@@ -1,3 +1,6 @@
+pub use self::chunked::ChunkedDecoder;
+pub use self::conn_limits::{ConnectionLimits, ConnectionSlot};
+pub use self::conn_state::{ConnState, DeadlineReader};
 pub use self::custom_stream::CustomStream;
 pub use self::equal_reader::EqualReader;
 pub use self::fused_reader::FusedReader;
@@ -9,6 +12,10 @@ pub use self::task_pool::TaskPool;
 
 use std::str::FromStr;
 
+// mcp-gateway patch: the next three modules
+mod chunked;
+mod conn_limits;
+mod conn_state;
 mod custom_stream;
 mod equal_reader;
 mod fused_reader;
