@@ -10,7 +10,7 @@ use serde_json::json;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use tiny_http::{HandOverEarly, Method, Request, Server, ServerOptions};
@@ -43,15 +43,6 @@ struct Faces {
     /// them, so that its slow parts (a password hash, a metadata fetch) never take them all.
     oauth_busy: AtomicUsize,
     oauth_max: usize,
-}
-
-/// Counts a worker busy in the OAuth face while it lives.
-struct Busy<'a>(&'a AtomicUsize);
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// A bound, running HTTP server.
@@ -243,8 +234,7 @@ fn oauth(mut request: Request, gateway: &Gateway, faces: &Faces, path: &str) {
             format!("the request body is larger than {limit} bytes, the most this endpoint takes"),
         );
     }
-    if faces.oauth_busy.fetch_add(1, Ordering::SeqCst) >= faces.oauth_max {
-        faces.oauth_busy.fetch_sub(1, Ordering::SeqCst);
+    let Some(_busy) = crate::oauth::limits::Slot::take(&faces.oauth_busy, faces.oauth_max) else {
         let mut error = crate::oauth::OAuthError::new(
             "temporarily_unavailable",
             "the gateway is busy with other sign-ins; try again in a moment",
@@ -252,8 +242,7 @@ fn oauth(mut request: Request, gateway: &Gateway, faces: &Faces, path: &str) {
         .with_status(503);
         error.retry_after = Some(1);
         return oauth_face::respond_oauth_error(request, &error);
-    }
-    let _busy = Busy(&faces.oauth_busy);
+    };
     match read_body(&mut request, limit) {
         Ok(body) => oauth_face::handle(gateway, request, &body),
         Err(BodyError::TooLarge) => refuse(

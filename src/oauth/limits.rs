@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,27 @@ pub fn address_key(ip: IpAddr) -> String {
                 format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
             }
         },
+    }
+}
+
+/// One of at most `max` things done at once (a metadata fetch, a worker in the OAuth face),
+/// counted in `counter` while the slot lives.
+pub struct Slot<'a>(&'a AtomicUsize);
+
+impl<'a> Slot<'a> {
+    /// A slot, unless `max` are taken already.
+    pub fn take(counter: &'a AtomicUsize, max: usize) -> Option<Slot<'a>> {
+        if counter.fetch_add(1, Ordering::SeqCst) >= max {
+            counter.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Slot(counter))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -160,6 +182,18 @@ mod tests {
         assert_eq!(key("::ffff:203.0.113.5"), "203.0.113.5");
         assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    }
+
+    #[test]
+    fn slots_are_bounded_and_come_back() {
+        let counter = AtomicUsize::new(0);
+        let first = Slot::take(&counter, 2).expect("one");
+        let second = Slot::take(&counter, 2).expect("two");
+        assert!(Slot::take(&counter, 2).is_none());
+        drop(first);
+        assert!(Slot::take(&counter, 2).is_some());
+        drop(second);
+        assert_eq!(counter.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -313,15 +313,6 @@ struct RecentRefresh {
     until: Instant,
 }
 
-/// Counts one metadata fetch in flight while it lives.
-struct FetchSlot<'a>(&'a AtomicUsize);
-
-impl Drop for FetchSlot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 fn random_id(prefix: &str) -> Result<String, OAuthError> {
     generate_token()
         .map(|t| format!("{prefix}{}", &t[4..36]))
@@ -573,11 +564,9 @@ impl OAuthServer {
         ) {
             return Err(refused);
         }
-        if self.fetches_in_flight.fetch_add(1, Ordering::SeqCst) >= CIMD_FETCHES_AT_ONCE {
-            self.fetches_in_flight.fetch_sub(1, Ordering::SeqCst);
+        let Some(slot) = limits::Slot::take(&self.fetches_in_flight, CIMD_FETCHES_AT_ONCE) else {
             return Err(refused);
-        }
-        let slot = FetchSlot(&self.fetches_in_flight);
+        };
         let fetched = cimd::fetch_client(url)
             .map_err(|e| format!("The application's client metadata could not be used: {e}"));
         drop(slot);
@@ -1356,7 +1345,7 @@ mod tests {
     }
 
     #[test]
-    fn code_flow_refresh_rotation_and_reuse() {
+    fn code_flow_refresh_rotation_and_reuse_without_a_grace() {
         let (_, dir) = server("flow");
         let no_grace = OAuthSettings {
             refresh_grace: Duration::ZERO,
@@ -1602,27 +1591,23 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A client of `s` and the tokens of a grant it got.
+    fn granted(s: &OAuthServer) -> (Client, IssuedTokens) {
+        let uri = "https://app.example/cb";
+        let (client, _) = s
+            .register("App", vec![uri.into()], "none", "registration")
+            .expect("register");
+        let code = authorize(s, &client);
+        let tokens = s
+            .exchange_code(&client, &code, Some(uri), Some(VERIFIER), None)
+            .expect("tokens");
+        (client, tokens)
+    }
+
     #[test]
     fn a_repeated_refresh_within_the_grace_gets_the_same_pair_and_later_revokes() {
         let (s, dir) = server("grace");
-        let (client, _) = s
-            .register(
-                "App",
-                vec!["https://app.example/cb".into()],
-                "none",
-                "registration",
-            )
-            .expect("register");
-        let code = authorize(&s, &client);
-        let first = s
-            .exchange_code(
-                &client,
-                &code,
-                Some("https://app.example/cb"),
-                Some(VERIFIER),
-                None,
-            )
-            .expect("tokens");
+        let (client, first) = granted(&s);
         let second = s.refresh(&client, &first.refresh_token).expect("refresh");
         let again = s
             .refresh(&client, &first.refresh_token)
@@ -1638,38 +1623,6 @@ mod tests {
         assert!(
             s.verify_access(&third.access_token, RESOURCE).is_none(),
             "revoked"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-
-        let dir = std::env::temp_dir().join(format!("mcpgw-oauth-nograce-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let settings = OAuthSettings {
-            refresh_grace: Duration::ZERO,
-            ..OAuthSettings::default()
-        };
-        let s = OAuthServer::open(&dir, settings).expect("open");
-        let (client, _) = s
-            .register(
-                "App",
-                vec!["https://app.example/cb".into()],
-                "none",
-                "registration",
-            )
-            .expect("register");
-        let code = authorize(&s, &client);
-        let first = s
-            .exchange_code(
-                &client,
-                &code,
-                Some("https://app.example/cb"),
-                Some(VERIFIER),
-                None,
-            )
-            .expect("tokens");
-        s.refresh(&client, &first.refresh_token).expect("refresh");
-        assert_eq!(
-            s.refresh(&client, &first.refresh_token).unwrap_err().code,
-            "invalid_grant"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
