@@ -11,6 +11,10 @@ use std::time::Duration;
 const MAX_STREAM: Duration = Duration::from_secs(300);
 const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 
+/// Statuses whose error is about the client's request (too long a prompt, an unknown model, too
+/// many requests): passed through to the client as the upstream wrote them.
+pub const PASSED_THROUGH: [u16; 5] = [400, 404, 413, 422, 429];
+
 /// Why the upstream failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LlmError {
@@ -18,9 +22,20 @@ pub enum LlmError {
     Unreachable(String),
     /// No answer in time.
     Timeout(Duration),
-    /// An HTTP error status, with the upstream's message when it gave one.
+    /// The upstream refused the request with one of [`PASSED_THROUGH`]: its status, its error
+    /// object (`message`, `type`, `param`, `code`) and its `Retry-After`.
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// The upstream's `error` object, made to have the four OpenAI keys.
+        error: Value,
+        /// The upstream's `Retry-After`, if it sent one.
+        retry_after: Option<String>,
+    },
+    /// Another HTTP error status (a fault of the upstream), with what it said, for our log.
     Status(u16, String),
-    /// An answer that is not what an OpenAI-compatible server sends.
+    /// An answer that is not what an OpenAI-compatible server sends (a stream cut short among
+    /// them).
     Protocol(String),
 }
 
@@ -33,6 +48,11 @@ impl fmt::Display for LlmError {
                 "the upstream LLM did not answer within {} ms",
                 d.as_millis()
             ),
+            LlmError::Rejected { status, error, .. } => write!(
+                f,
+                "the upstream LLM refused the request with HTTP {status}: {}",
+                error.get("message").and_then(Value::as_str).unwrap_or("")
+            ),
             LlmError::Status(code, message) => {
                 write!(f, "the upstream LLM answered HTTP {code}: {message}")
             }
@@ -40,6 +60,31 @@ impl fmt::Display for LlmError {
                 f,
                 "the upstream LLM sent an answer that could not be read: {e}"
             ),
+        }
+    }
+}
+
+impl LlmError {
+    /// What the client is told: short, without the upstream's internals (its messages may
+    /// carry file paths or stack traces; they stay in our log through `Display`).
+    pub fn client_message(&self) -> String {
+        match self {
+            LlmError::Unreachable(_) => "the upstream LLM is unreachable".into(),
+            LlmError::Timeout(d) => format!(
+                "the upstream LLM did not answer within {} ms",
+                d.as_millis()
+            ),
+            LlmError::Rejected { error, .. } => error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("the upstream LLM refused the request")
+                .to_string(),
+            LlmError::Status(code, _) => format!(
+                "the upstream LLM failed (HTTP {code}); the gateway's log has the details"
+            ),
+            LlmError::Protocol(_) => {
+                "the upstream LLM's answer broke off or could not be read; the gateway's log has the details".into()
+            }
         }
     }
 }
@@ -183,13 +228,23 @@ impl Upstream {
                 "cannot start a reader thread: {e}"
             )));
         }
+        // A stream that ends with neither `[DONE]` nor a finish reason was cut short (a server
+        // that failed after its 200): a failure, never a finished answer.
+        let mut finished = false;
+        let cut_short = || {
+            LlmError::Protocol(
+                "the stream ended before the answer was finished (no [DONE], no finish_reason)"
+                    .into(),
+            )
+        };
         loop {
             let next = match rx.recv_timeout(self.timeout) {
                 Ok(next) => next,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     return Err(LlmError::Timeout(self.timeout))
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if finished => return Ok(()),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Err(cut_short()),
             };
             match next {
                 Ok(Some(event)) => {
@@ -199,16 +254,17 @@ impl Upstream {
                     }
                     match serde_json::from_str::<Value>(data) {
                         Ok(chunk) if chunk.get("error").is_some() => {
-                            return Err(LlmError::Status(
-                                502,
+                            return Err(LlmError::Protocol(format!(
+                                "an error event in the stream: {}",
                                 chunk["error"]
-                                    .get("message")
-                                    .and_then(Value::as_str)
-                                    .unwrap_or("error")
-                                    .to_string(),
-                            ))
+                            )))
                         }
-                        Ok(chunk) => on_chunk(chunk),
+                        Ok(chunk) => {
+                            finished |= chunk
+                                .pointer("/choices/0/finish_reason")
+                                .is_some_and(|r| !r.is_null());
+                            on_chunk(chunk)
+                        }
                         Err(e) => {
                             return Err(LlmError::Protocol(format!(
                                 "a stream event is not JSON: {e}"
@@ -216,7 +272,8 @@ impl Upstream {
                         }
                     }
                 }
-                Ok(None) => return Ok(()),
+                Ok(None) if finished => return Ok(()),
+                Ok(None) => return Err(cut_short()),
                 Err(e) if is_timeout(&e) => return Err(LlmError::Timeout(self.timeout)),
                 Err(e) => return Err(LlmError::Unreachable(format!("the stream broke: {e}"))),
             }
@@ -225,21 +282,68 @@ impl Upstream {
 }
 
 fn status_error(status: u16, response: ureq::http::Response<ureq::Body>) -> LlmError {
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| crate::untrusted::header_value_ok(v) && v.len() <= 64)
+        .map(String::from);
     let mut text = String::new();
     let _ = response
         .into_body()
         .into_reader()
         .take(64 * 1024)
         .read_to_string(&mut text);
-    let message = serde_json::from_str::<Value>(&text)
-        .ok()
+    let parsed = serde_json::from_str::<Value>(&text).ok();
+    if PASSED_THROUGH.contains(&status) {
+        return LlmError::Rejected {
+            status,
+            error: openai_error_object(status, parsed.as_ref(), &text),
+            retry_after,
+        };
+    }
+    let message = parsed
+        .as_ref()
         .and_then(|v| {
             v.pointer("/error/message")
-                .and_then(Value::as_str)
-                .map(String::from)
+                .or_else(|| v.get("detail"))
+                .map(|m| {
+                    m.as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| m.to_string())
+                })
         })
         .unwrap_or_else(|| text.chars().take(300).collect());
     LlmError::Status(status, message)
+}
+
+/// The upstream's error as an OpenAI error object with `message`, `type`, `param` and `code`:
+/// its own `error` object (OpenAI, vLLM, llama.cpp), or its top-level fields (llama-cpp-python
+/// puts `type`, `param` and `code` beside `message`), or its text.
+fn openai_error_object(status: u16, parsed: Option<&Value>, text: &str) -> Value {
+    let source = parsed
+        .and_then(|v| v.get("error").filter(|e| e.is_object()).or(Some(v)))
+        .filter(|v| v.is_object());
+    let field = |key: &str| source.and_then(|s| s.get(key)).cloned();
+    let message = field("message")
+        .or_else(|| field("detail"))
+        .map(|m| {
+            m.as_str()
+                .map(String::from)
+                .unwrap_or_else(|| m.to_string())
+        })
+        .unwrap_or_else(|| text.chars().take(300).collect());
+    let default_type = if status == 429 {
+        "rate_limit_error"
+    } else {
+        "invalid_request_error"
+    };
+    json!({
+        "message": message,
+        "type": field("type").filter(Value::is_string).unwrap_or_else(|| json!(default_type)),
+        "param": field("param").unwrap_or(Value::Null),
+        "code": field("code").unwrap_or(Value::Null),
+    })
 }
 
 fn read_json(
@@ -444,6 +548,46 @@ mod tests {
         let calls = a.finish();
         assert_eq!(calls[0].name, "weather__add");
         assert!(calls[0].arguments_object().is_err());
+    }
+
+    #[test]
+    fn upstream_refusals_become_openai_error_objects_whatever_their_shape() {
+        // OpenAI, vLLM and llama.cpp's own server wrap the fields in "error".
+        let wrapped = json!({"error": {"message": "too long", "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}});
+        let expected = json!({"message": "too long", "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"});
+        assert_eq!(openai_error_object(400, Some(&wrapped), ""), expected);
+        // llama-cpp-python puts them at the top level.
+        let flat = json!({"message": "too long", "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"});
+        assert_eq!(openai_error_object(400, Some(&flat), ""), expected);
+        // FastAPI's 422 says "detail"; a proxy may send plain text.
+        let detail = openai_error_object(422, Some(&json!({"detail": [{"loc": ["body"]}]})), "");
+        assert_eq!(detail["type"], "invalid_request_error");
+        assert!(detail["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("loc")));
+        let text = openai_error_object(429, None, "Too Many Requests");
+        assert_eq!(
+            text,
+            json!({"message": "Too Many Requests", "type": "rate_limit_error", "param": null, "code": null})
+        );
+    }
+
+    #[test]
+    fn the_client_never_gets_the_upstreams_internals() {
+        let fault = LlmError::Status(500, "File \"/opt/venv/app.py\", line 5".into());
+        assert!(
+            fault.to_string().contains("/opt/venv"),
+            "the log keeps them"
+        );
+        assert!(!fault.client_message().contains("/opt/venv"));
+        let cut = LlmError::Protocol("an error event in the stream: /srv/x".into());
+        assert!(!cut.client_message().contains("/srv/x"));
+        let refused = LlmError::Rejected {
+            status: 400,
+            error: json!({"message": "too long"}),
+            retry_after: None,
+        };
+        assert_eq!(refused.client_message(), "too long");
     }
 
     #[test]

@@ -687,11 +687,14 @@ impl Sink {
                     message["content"] = Value::Null;
                 }
             }
-            let completion = json!({
+            // Without the upstream's usage there is none to give: no `usage`, never zeros.
+            let mut completion = json!({
                 "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
                 "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
-                "usage": usage.unwrap_or_else(|| json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})),
             });
+            if let Some(usage) = usage {
+                completion["usage"] = usage;
+            }
             return respond_json(request, 200, &completion, &self.cors);
         }
         if !client_calls.is_empty() {
@@ -710,7 +713,8 @@ impl Sink {
         let last = self.chunk(json!({}), json!(finish_reason));
         self.send(&last);
         if include_usage {
-            let usage = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model, "choices": [], "usage": usage.unwrap_or_else(|| json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}))});
+            // `null` when the upstream sent none: unknown, not zero.
+            let usage = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model, "choices": [], "usage": usage});
             self.send(&usage);
         }
         self.done();
@@ -724,23 +728,42 @@ impl Sink {
         }
     }
 
-    /// The upstream failed: an HTTP error before anything was sent, an error event after.
+    /// The upstream failed: an HTTP error before anything was sent, an error event after. A
+    /// refusal of the request (400, 404, 413, 422, 429) passes through with the upstream's
+    /// status, error object and `Retry-After`; any other failure is a 502 (504 for a timeout)
+    /// whose message leaves the upstream's internals in our log.
     fn fail(mut self, error: &LlmError) {
-        let (status, code) = match error {
-            LlmError::Timeout(_) => (504, "upstream_timeout"),
-            _ => (502, "upstream_error"),
-        };
         log::warn!("{error}");
-        let body = ApiError {
-            status,
-            kind: "upstream_error",
-            code: Some(code),
-            param: None,
-            message: error.to_string(),
-        }
-        .body();
+        let (status, body, retry_after) = match error {
+            LlmError::Rejected {
+                status,
+                error,
+                retry_after,
+            } => (*status, json!({"error": error}), retry_after.clone()),
+            other => {
+                let (status, code) = match other {
+                    LlmError::Timeout(_) => (504, "upstream_timeout"),
+                    _ => (502, "upstream_error"),
+                };
+                let body = ApiError {
+                    status,
+                    kind: "upstream_error",
+                    code: Some(code),
+                    param: None,
+                    message: other.client_message(),
+                }
+                .body();
+                (status, body, None)
+            }
+        };
         match self.request.take() {
-            Some(request) => respond_json(request, status, &body, &self.cors),
+            Some(request) => {
+                let mut headers = self.cors.clone();
+                if let Some(seconds) = retry_after {
+                    headers.push(("Retry-After".into(), seconds));
+                }
+                respond_json(request, status, &body, &headers)
+            }
             None => {
                 self.send(&body);
                 self.done();
@@ -861,8 +884,15 @@ impl ToolLoop<'_> {
         };
         let mut usage = Usage::default();
         let max_rounds = self.settings.max_tool_rounds;
+        // A forced `tool_choice` (a named tool of ours, or "required") holds for the first
+        // round only: after our tools ran, forcing again would run them again every round.
+        let mut tool_choice = chat.body.get("tool_choice").cloned();
         for round_number in 0..=max_rounds {
             let mut body = chat.body.clone();
+            match &tool_choice {
+                Some(choice) => body.insert("tool_choice".into(), choice.clone()),
+                None => body.remove("tool_choice"),
+            };
             body.insert("model".into(), json!(upstream_model));
             body.insert("messages".into(), Value::Array(messages.clone()));
             let mut tools = client_tools.clone();
@@ -919,12 +949,14 @@ impl ToolLoop<'_> {
                 sink.content(&note);
                 return sink.finish("", &[], "stop", usage.total(), chat.include_usage);
             }
-            let content = if round.content.is_empty() {
-                Value::Null
-            } else {
-                json!(round.content)
-            };
-            messages.push(json!({"role": "assistant", "content": content, "tool_calls": our_calls.iter().map(ToolCall::to_value).collect::<Vec<_>>()}));
+            // `""`, not `null`: the OpenAI API takes both, llama-cpp-python only a string.
+            messages.push(json!({"role": "assistant", "content": round.content, "tool_calls": our_calls.iter().map(ToolCall::to_value).collect::<Vec<_>>()}));
+            if tool_choice
+                .as_ref()
+                .is_some_and(|c| c != "none" && c != "auto")
+            {
+                tool_choice = Some(json!("auto"));
+            }
             for call in &our_calls {
                 if self.settings.show_tool_calls {
                     sink.content(&format!("> running `{}`\n\n", call.name));
