@@ -21,18 +21,7 @@ use std::collections::HashMap;
 pub const SEPARATOR: &str = "__";
 const MAX_NAME: usize = 64;
 
-/// The four lists of the catalog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListKind {
-    /// tools/list
-    Tools,
-    /// prompts/list
-    Prompts,
-    /// resources/list
-    Resources,
-    /// resources/templates/list
-    Templates,
-}
+pub use crate::mcp::ListKind;
 
 /// Where a namespaced tool or prompt lives.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +112,7 @@ pub struct Catalog {
     /// Resource templates (unchanged).
     pub templates: Vec<Value>,
     /// The backend of each entry of `tools`, `prompts`, `resources`, `templates` (`None`: ours).
+    /// Who offers each item of each list, indexed by [`ListKind::index`].
     owners: [Vec<Option<usize>>; 4],
     tool_routes: HashMap<String, Route>,
     prompt_routes: HashMap<String, Route>,
@@ -142,7 +132,7 @@ impl Catalog {
                     .tool_routes
                     .insert(name.to_string(), Route::Builtin(name.to_string()));
                 catalog.tools.push(tool);
-                catalog.owners[0].push(None);
+                catalog.owners[ListKind::Tools.index()].push(None);
             }
         }
         for (index, source) in sources.iter().enumerate() {
@@ -166,7 +156,7 @@ impl Catalog {
                 }
                 catalog.resource_routes.insert(uri.to_string(), index);
                 catalog.resources.push(resource.clone());
-                catalog.owners[2].push(Some(index));
+                catalog.owners[ListKind::Resources.index()].push(Some(index));
             }
             for template in &source.lists.templates {
                 let Some(pattern) = template.get("uriTemplate").and_then(Value::as_str) else {
@@ -175,7 +165,7 @@ impl Catalog {
                 let literal = pattern.split('{').next().unwrap_or(pattern).to_string();
                 catalog.template_routes.push((literal, index));
                 catalog.templates.push(template.clone());
-                catalog.owners[3].push(Some(index));
+                catalog.owners[ListKind::Templates.index()].push(Some(index));
             }
         }
         // Longest literal first, so the most specific template wins.
@@ -199,11 +189,15 @@ impl Catalog {
         }
         let exposed = source.exposed(original);
         let (routes, items, owners) = match kind {
-            Named::Tool => (&mut self.tool_routes, &mut self.tools, &mut self.owners[0]),
+            Named::Tool => (
+                &mut self.tool_routes,
+                &mut self.tools,
+                &mut self.owners[ListKind::Tools.index()],
+            ),
             Named::Prompt => (
                 &mut self.prompt_routes,
                 &mut self.prompts,
-                &mut self.owners[1],
+                &mut self.owners[ListKind::Prompts.index()],
             ),
         };
         if let Some(keeper) = routes.get(&exposed) {
@@ -225,10 +219,10 @@ impl Catalog {
     /// The entries of one list whose backend passes `allowed` (the gateway's own always do).
     pub fn visible(&self, kind: ListKind, allowed: &dyn Fn(usize) -> bool) -> Vec<Value> {
         let (items, owners) = match kind {
-            ListKind::Tools => (&self.tools, &self.owners[0]),
-            ListKind::Prompts => (&self.prompts, &self.owners[1]),
-            ListKind::Resources => (&self.resources, &self.owners[2]),
-            ListKind::Templates => (&self.templates, &self.owners[3]),
+            ListKind::Tools => (&self.tools, &self.owners[kind.index()]),
+            ListKind::Prompts => (&self.prompts, &self.owners[kind.index()]),
+            ListKind::Resources => (&self.resources, &self.owners[kind.index()]),
+            ListKind::Templates => (&self.templates, &self.owners[kind.index()]),
         };
         items
             .iter()
@@ -269,7 +263,8 @@ impl Catalog {
     }
 
     /// A fingerprint of what clients see, to tell whether a rebuild changed anything per kind.
-    pub fn fingerprints(&self) -> [u64; 3] {
+    /// A fingerprint of each list, indexed by [`ListKind::index`], to tell which changed.
+    pub fn fingerprints(&self) -> [u64; 4] {
         fn fp(items: &[Value]) -> u64 {
             let digest = Sha256::digest(serde_json::to_vec(items).unwrap_or_default());
             u64::from_le_bytes([
@@ -277,9 +272,12 @@ impl Catalog {
                 digest[7],
             ])
         }
-        let mut resources = self.resources.clone();
-        resources.extend(self.templates.iter().cloned());
-        [fp(&self.tools), fp(&resources), fp(&self.prompts)]
+        [
+            fp(&self.tools),
+            fp(&self.resources),
+            fp(&self.templates),
+            fp(&self.prompts),
+        ]
     }
 }
 

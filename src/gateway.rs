@@ -3,7 +3,7 @@
 
 use crate::backend::{Backend, CallError, CallOptions};
 use crate::builtin;
-use crate::catalog::{Catalog, ListKind as CatalogList, Route, Source};
+use crate::catalog::{Catalog, Route, Source};
 use crate::config::Config;
 use crate::jsonrpc::{self, RpcError};
 use crate::link::ClientLink;
@@ -54,16 +54,7 @@ fn log_clash_changes(before: &[String], after: &[String]) {
     }
 }
 
-/// Kinds of list a client may be told changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListKind {
-    /// tools/list
-    Tools,
-    /// resources/list and templates
-    Resources,
-    /// prompts/list
-    Prompts,
-}
+pub use crate::mcp::ListKind;
 
 /// A callback told when lists change (faces use it to notify their clients).
 pub type ChangeListener = Box<dyn Fn(&[ListKind]) + Send + Sync>;
@@ -215,7 +206,7 @@ impl Gateway {
         let before = previous.fingerprints();
         let after = fresh.fingerprints();
         *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
-        let kinds: Vec<ListKind> = [ListKind::Tools, ListKind::Resources, ListKind::Prompts]
+        let kinds: Vec<ListKind> = ListKind::ALL
             .into_iter()
             .zip(before.iter().zip(after.iter()))
             .filter(|(_, (b, a))| b != a)
@@ -377,7 +368,7 @@ impl Gateway {
             .collect();
         let catalog = self.catalog();
         let allowed = |b: usize| self.allows(principal, b);
-        let count = |kind: CatalogList| catalog.visible(kind, &allowed).len();
+        let count = |kind: ListKind| catalog.visible(kind, &allowed).len();
         let clashes = if principal.servers.is_none() {
             catalog.clashes.clone()
         } else {
@@ -386,9 +377,9 @@ impl Gateway {
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_secs": self.started.elapsed().as_secs(),
-            "tools": count(CatalogList::Tools),
-            "resources": count(CatalogList::Resources),
-            "prompts": count(CatalogList::Prompts),
+            "tools": count(ListKind::Tools),
+            "resources": count(ListKind::Resources),
+            "prompts": count(ListKind::Prompts),
             "clashes": clashes,
             "backends": backends,
         })

@@ -11,7 +11,7 @@
 //! - [`backend`]: one MCP client per configured server, over stdio, HTTP+SSE or Streamable HTTP.
 //! - [`tokens`] and [`store`]: bearer tokens, kept hashed in the state folder.
 //! - [`oauth`]: the built-in OAuth 2.1 authorization server (its HTTP side is `face::oauth`).
-//! - [`param_headers`]: the `Mcp-Param-*` headers of 2026-07-28 tool calls.
+//! - [`mcp`]: the protocol both sides speak: revisions, methods, headers, lists, result shapes.
 //! - [`link`]: how a call reaches back to the client that made it.
 //! - [`jsonrpc`], [`sse`], [`http_util`]: wire helpers; [`untrusted`]: outsiders' text made safe to log or send.
 
@@ -26,8 +26,8 @@ pub mod http_util;
 pub mod jsonrpc;
 pub mod link;
 pub mod llm;
+pub mod mcp;
 pub mod oauth;
-pub mod param_headers;
 pub mod server;
 pub mod sse;
 pub mod store;

@@ -107,11 +107,17 @@ pub fn check_capability(
             Some(next) if !next.is_null() => at = next,
             _ => {
                 let what = needed.join(".");
+                // `{"elicitation": {"url": {}}}`: an object keyed by capability, as clients
+                // declare them.
+                let required = needed
+                    .iter()
+                    .rev()
+                    .fold(json!({}), |inner, key| json!({ *key: inner }));
                 return Err(RpcError::new(
                     MISSING_CLIENT_CAPABILITY,
                     format!("the client did not declare the \"{what}\" capability, so mcp-gateway cannot pass it this {method} request"),
                 )
-                .with_data(json!({"requiredCapabilities": what})));
+                .with_data(json!({"requiredCapabilities": required})));
             }
         }
     }
@@ -127,8 +133,14 @@ mod tests {
         let caps = json!({"sampling": {}, "elicitation": {"form": {}}});
         assert!(check_capability(&caps, "sampling/createMessage", &json!({})).is_ok());
         assert!(check_capability(&caps, "elicitation/create", &json!({"mode": "form"})).is_ok());
-        let url = check_capability(&caps, "elicitation/create", &json!({"mode": "url"}));
-        assert_eq!(url.unwrap_err().code, MISSING_CLIENT_CAPABILITY);
+        let url =
+            check_capability(&caps, "elicitation/create", &json!({"mode": "url"})).unwrap_err();
+        assert_eq!(url.code, MISSING_CLIENT_CAPABILITY);
+        assert_eq!(
+            url.data,
+            Some(json!({"requiredCapabilities": {"elicitation": {"url": {}}}})),
+            "an object keyed by capability, as clients declare them"
+        );
         let roots = check_capability(&caps, "roots/list", &json!({})).unwrap_err();
         assert!(roots.message.contains("\"roots\""), "{}", roots.message);
         let other = check_capability(&caps, "tools/call", &json!({})).unwrap_err();

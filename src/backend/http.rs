@@ -6,13 +6,17 @@
 //! headers), the mapping of HTTP outcomes to [`TransportError`]s, and the ureq setup shared with
 //! the legacy SSE transport (`new_agent`, `transport_error`).
 
-use crate::backend::stdio::{request_id, truncate};
+use crate::backend::transport::{request_id, truncate};
 use crate::backend::transport::{Transport, TransportError, UnsolicitedHandler, WireProtocol};
-use crate::param_headers::{self, ParamHeader};
+use crate::backend::web::{
+    check_http_url, io_transport_error, media_type, new_agent, read_prefix, status_error,
+    status_text_error, transport_error,
+};
+use crate::mcp::param_headers::ParamHeader;
 use crate::sse::{SseEvent, SseReader};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{self, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -250,10 +254,10 @@ impl Shared {
             builder = builder.header(name.as_str(), value.as_str());
         }
         if let Some(version) = &protocol.version {
-            builder = builder.header("MCP-Protocol-Version", version.as_str());
+            builder = builder.header(crate::mcp::VERSION_HEADER, version.as_str());
         }
         if let Some(session) = session {
-            builder = builder.header("Mcp-Session-Id", session);
+            builder = builder.header(crate::mcp::SESSION_HEADER, session);
         }
         builder
     }
@@ -658,21 +662,6 @@ fn json_rpc_error(status: u16, body: Body, id: &Value) -> Result<Value, Transpor
     Err(status_text_error(status, &text))
 }
 
-pub(crate) fn status_error(status: u16, body: Body) -> TransportError {
-    status_text_error(status, &read_prefix(body, 4096))
-}
-
-fn status_text_error(status: u16, body: &str) -> TransportError {
-    TransportError::Protocol(format!("HTTP {status}: {}", truncate(body.trim(), 200)))
-}
-
-/// Up to `max` bytes of a body as text; read errors just end the text.
-pub(crate) fn read_prefix(body: Body, max: u64) -> String {
-    let mut bytes = Vec::new();
-    let _ = body.into_reader().take(max).read_to_end(&mut bytes);
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
 fn read_json(mut body: Body, timeout: Duration) -> Result<Value, TransportError> {
     let bytes = body
         .with_config()
@@ -683,15 +672,7 @@ fn read_json(mut body: Body, timeout: Duration) -> Result<Value, TransportError>
         .map_err(|e| TransportError::Protocol(format!("response body is not JSON: {e}")))
 }
 
-/// The response's media type, lower-cased, without parameters.
-pub(crate) fn media_type(response: &Response<Body>) -> String {
-    let header = response.headers().get("content-type");
-    let value = header.and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = value.split(';').next().unwrap_or("");
-    essence.trim().to_ascii_lowercase()
-}
-
-/// The 2026-07-28 routing headers for a message: `Mcp-Method`, and `Mcp-Name` where it applies.
+/// The 2026-07-28 routing headers for a message (see [`crate::mcp::headers::routing_headers`]).
 fn routing_headers(
     message: &Value,
     param_headers: &HashMap<String, Vec<ParamHeader>>,
@@ -699,214 +680,17 @@ fn routing_headers(
     let Some(method) = message.get("method").and_then(Value::as_str) else {
         return Vec::new();
     };
-    let mut headers = vec![("Mcp-Method".to_string(), header_value(method))];
-    let name_param = match method {
-        "tools/call" | "prompts/get" => Some("name"),
-        "resources/read" => Some("uri"),
-        _ => None,
-    };
-    let name = name_param.and_then(|param| message.get("params")?.get(param)?.as_str());
-    if let Some(name) = name {
-        headers.push(("Mcp-Name".to_string(), header_value(name)));
-        let marked = param_headers.get(name).filter(|_| method == "tools/call");
-        let arguments = message
-            .pointer("/params/arguments")
-            .and_then(Value::as_object);
-        if let (Some(marked), Some(arguments)) = (marked, arguments) {
-            for (header, value) in param_headers::outgoing(marked, arguments) {
-                headers.push((header, header_value(&value)));
-            }
-        }
-    }
-    headers
-}
-
-/// `value` as is when it is plain printable ASCII without edge whitespace, otherwise
-/// `=?base64?…?=` around the base64 of its UTF-8.
-fn header_value(value: &str) -> String {
-    let printable = value.bytes().all(|b| (0x20..=0x7e).contains(&b));
-    let plain = printable && value.trim() == value && !value.starts_with("=?base64?");
-    if plain {
-        value.to_owned()
-    } else {
-        format!("=?base64?{}?=", base64(value.as_bytes()))
-    }
-}
-
-/// Standard base64 with padding.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-pub(crate) fn check_http_url(url: &str) -> Result<(), TransportError> {
-    let uri: ureq::http::Uri = url
-        .parse()
-        .map_err(|e| TransportError::Protocol(format!("invalid URL {url:?}: {e}")))?;
-    match (uri.scheme_str(), uri.host()) {
-        (Some("http" | "https"), Some(_)) => Ok(()),
-        _ => Err(TransportError::Protocol(format!(
-            "not an http(s) URL: {url:?}"
-        ))),
-    }
-}
-
-/// The ureq agent for one transport: HTTP error statuses come back as responses (their bodies
-/// matter), and redirects are not followed (they could carry our credentials elsewhere).
-pub(crate) fn new_agent() -> Agent {
-    Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .user_agent("mcp-gateway")
-        .build()
-        .into()
-}
-
-/// Maps a ureq failure; `timeout` is the budget that applied, reported on timeouts.
-pub(crate) fn transport_error(err: ureq::Error, timeout: Duration) -> TransportError {
-    match err {
-        ureq::Error::Timeout(_) => TransportError::Timeout(timeout),
-        ureq::Error::Io(e) => io_kind_error(e, timeout),
-        ureq::Error::HostNotFound
-        | ureq::Error::ConnectionFailed
-        | ureq::Error::Tls(_)
-        | ureq::Error::Rustls(_)
-        | ureq::Error::ConnectProxyFailed(_) => TransportError::Unavailable(err.to_string()),
-        other => TransportError::Protocol(other.to_string()),
-    }
-}
-
-/// Maps an error from reading a response body (which may wrap a ureq error such as a timeout).
-pub(crate) fn io_transport_error(err: io::Error, timeout: Duration) -> TransportError {
-    transport_error(ureq::Error::from(err), timeout)
-}
-
-fn io_kind_error(err: io::Error, timeout: Duration) -> TransportError {
-    match err.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TransportError::Timeout(timeout),
-        io::ErrorKind::InvalidData => TransportError::Protocol(err.to_string()),
-        _ => TransportError::Unavailable(err.to_string()),
-    }
+    let params = message.get("params").and_then(Value::as_object);
+    crate::mcp::headers::routing_headers(method, params, param_headers)
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use crate::backend::web::test_server::{respond, respond_streaming, serve, sse, Seen};
     use serde_json::json;
-    use std::io::Write;
     use std::net::TcpListener;
     use std::sync::mpsc;
-
-    /// A request as the test server saw it.
-    #[derive(Debug, Clone)]
-    pub(crate) struct Seen {
-        pub method: String,
-        pub url: String,
-        pub headers: Vec<(String, String)>,
-        pub body: String,
-    }
-
-    impl Seen {
-        pub fn header(&self, name: &str) -> Option<&str> {
-            let found = self
-                .headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name));
-            found.map(|(_, v)| v.as_str())
-        }
-    }
-
-    /// A loopback server answering each request with `handler`; requests are reported on the
-    /// returned channel. Returns the base URL.
-    pub(crate) fn serve<F>(handler: F) -> (String, mpsc::Receiver<Seen>)
-    where
-        F: Fn(&Seen, tiny_http::Request) + Send + Sync + 'static,
-    {
-        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-        let port = server.server_addr().to_ip().unwrap().port();
-        let (tx, rx) = mpsc::channel();
-        let handler = Arc::new(handler);
-        thread::spawn(move || {
-            for mut request in server.incoming_requests() {
-                let mut body = String::new();
-                let _ = request.as_reader().read_to_string(&mut body);
-                let seen = Seen {
-                    method: request.method().to_string(),
-                    url: request.url().to_owned(),
-                    headers: request
-                        .headers()
-                        .iter()
-                        .map(|h| (h.field.to_string(), h.value.to_string()))
-                        .collect(),
-                    body,
-                };
-                let _ = tx.send(seen.clone());
-                let handler = Arc::clone(&handler);
-                thread::spawn(move || handler(&seen, request));
-            }
-        });
-        (format!("http://127.0.0.1:{port}"), rx)
-    }
-
-    /// Writes a raw chunked response; each part is flushed as its own chunk, after `pause(i)`.
-    pub(crate) fn respond_streaming(
-        request: tiny_http::Request,
-        status: u16,
-        headers: &[(&str, &str)],
-        parts: &[String],
-        mut pause: impl FnMut(usize),
-    ) {
-        let mut out = request.into_writer();
-        let mut head =
-            format!("HTTP/1.1 {status} X\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n");
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        let _ = out.write_all(head.as_bytes());
-        let _ = out.flush();
-        for (i, part) in parts.iter().enumerate() {
-            pause(i);
-            let _ = write!(out, "{:x}\r\n{part}\r\n", part.len());
-            let _ = out.flush();
-        }
-        let _ = out.write_all(b"0\r\n\r\n");
-        let _ = out.flush();
-    }
-
-    pub(crate) fn respond(
-        request: tiny_http::Request,
-        status: u16,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) {
-        let mut response = tiny_http::Response::from_string(body).with_status_code(status);
-        for (name, value) in headers {
-            let header = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap();
-            response.add_header(header);
-        }
-        let _ = request.respond(response);
-    }
-
-    pub(crate) fn sse(message: &Value) -> String {
-        format!("event: message\ndata: {message}\n\n")
-    }
 
     fn ignore() -> UnsolicitedHandler {
         Arc::new(|_| {})
@@ -1096,7 +880,7 @@ pub(crate) mod tests {
             stateless: true,
         });
         let schema = json!({"properties": {"city": {"type": "string", "x-mcp-header": "City"}}});
-        let marked = crate::param_headers::marked(&schema);
+        let marked = crate::mcp::param_headers::marked(&schema);
         t.set_param_headers(HashMap::from([("get_weather".to_string(), marked)]));
         t.request(
             &call(
@@ -1292,15 +1076,5 @@ pub(crate) mod tests {
         assert_eq!(delete.header("Mcp-Session-Id"), Some("s-1"));
         let err = t.request(&call(2, "ping", json!({})), None, SECOND, &mut |_| {});
         assert_eq!(err, Err(TransportError::Closed));
-    }
-
-    #[test]
-    fn base64_matches_the_standard_alphabet() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foob"), "Zm9vYg==");
-        assert_eq!(base64(&[0xfb, 0xff]), "+/8=");
     }
 }

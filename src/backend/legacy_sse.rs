@@ -5,11 +5,12 @@
 //! the endpoint URL) and the POSTs; matching responses to requests is done by
 //! the `Pending` table of [`crate::backend::stdio`], shared with the stdio transport.
 
-use crate::backend::http::{
+use crate::backend::pending::Pending;
+use crate::backend::transport::{is_interactive, request_id, truncate};
+use crate::backend::transport::{Transport, TransportError, UnsolicitedHandler, WireProtocol};
+use crate::backend::web::{
     check_http_url, media_type, new_agent, read_prefix, status_error, transport_error,
 };
-use crate::backend::stdio::{is_interactive, request_id, truncate, Pending};
-use crate::backend::transport::{Transport, TransportError, UnsolicitedHandler, WireProtocol};
 use crate::sse::{SseEvent, SseReader};
 use serde_json::Value;
 use std::io::{BufReader, Read};
@@ -348,7 +349,7 @@ fn has_scheme(reference: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::http::tests::{respond, serve, Seen};
+    use crate::backend::web::test_server::{respond, serve, Seen};
     use serde_json::json;
     use std::io::Write;
     use std::sync::Mutex;

@@ -9,8 +9,10 @@
 
 pub mod http;
 pub mod legacy_sse;
+pub mod pending;
 pub mod stdio;
 pub mod transport;
+pub mod web;
 
 use crate::config::{ServerConfig, TransportConfig};
 use crate::jsonrpc::{self, RpcError};
@@ -24,20 +26,11 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use transport::{Transport, TransportError, UnsolicitedHandler, WireProtocol};
 
-/// The stateless revision.
-pub const MODERN_VERSION: &str = "2026-07-28";
-/// Handshake revisions we speak, newest first.
-pub const HANDSHAKE_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
-/// `_meta` key of the protocol version in 2026-07-28 requests.
-pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
-/// `_meta` key of the client info in 2026-07-28 requests.
-pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
-/// `_meta` key of the client capabilities in 2026-07-28 requests.
-pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
-/// `_meta` key of the server info in 2026-07-28 results.
-pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
-/// `_meta` key of the log level a 2026-07-28 client wants for one request.
-pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+pub use crate::mcp::results::CacheHint;
+use crate::mcp::{
+    HANDSHAKE_VERSIONS, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL,
+    META_PROTOCOL_VERSION, META_SERVER_INFO, MODERN_VERSION,
+};
 
 const MAX_LIST_PAGES: usize = 100;
 const BACKOFF_START: Duration = Duration::from_secs(1);
@@ -86,18 +79,32 @@ pub struct Lists {
     pub templates: Vec<Value>,
     /// `prompts/list` entries.
     pub prompts: Vec<Value>,
-    /// What a 2026-07-28 backend said about caching each list: tools, resources, templates,
-    /// prompts.
+    /// What a 2026-07-28 backend said about caching each list, indexed by
+    /// [`crate::mcp::ListKind::index`].
     pub cache_hints: [CacheHint; 4],
 }
 
-/// How long a client may cache a list, as a 2026-07-28 backend said (`ttlMs`, `cacheScope`).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct CacheHint {
-    /// `ttlMs`, the smallest over the list's pages; `None` when the backend did not say.
-    pub ttl_ms: Option<u64>,
-    /// `cacheScope` was `"public"` on every page.
-    pub public: bool,
+impl Lists {
+    /// The items of one list.
+    pub fn items(&self, kind: crate::mcp::ListKind) -> &[Value] {
+        use crate::mcp::ListKind;
+        match kind {
+            ListKind::Tools => &self.tools,
+            ListKind::Resources => &self.resources,
+            ListKind::Templates => &self.templates,
+            ListKind::Prompts => &self.prompts,
+        }
+    }
+
+    fn items_mut(&mut self, kind: crate::mcp::ListKind) -> &mut Vec<Value> {
+        use crate::mcp::ListKind;
+        match kind {
+            ListKind::Tools => &mut self.tools,
+            ListKind::Resources => &mut self.resources,
+            ListKind::Templates => &mut self.templates,
+            ListKind::Prompts => &mut self.prompts,
+        }
+    }
 }
 
 /// A snapshot of a backend for `/status`.
@@ -1008,38 +1015,15 @@ impl Backend {
         let caps = &conn.capabilities;
         let mut lists = Lists::default();
         let mut failed = None;
-        let [tools_hint, resources_hint, templates_hint, prompts_hint] = &mut lists.cache_hints;
-        for (capability, method, key, target, hint) in [
-            ("tools", "tools/list", "tools", &mut lists.tools, tools_hint),
-            (
-                "resources",
-                "resources/list",
-                "resources",
-                &mut lists.resources,
-                resources_hint,
-            ),
-            (
-                "resources",
-                "resources/templates/list",
-                "resourceTemplates",
-                &mut lists.templates,
-                templates_hint,
-            ),
-            (
-                "prompts",
-                "prompts/list",
-                "prompts",
-                &mut lists.prompts,
-                prompts_hint,
-            ),
-        ] {
+        for kind in crate::mcp::ListKind::ALL {
+            let (capability, method) = (kind.capability(), kind.method());
             if caps.get(capability).is_none() {
                 continue;
             }
-            match self.list_all(method, key) {
+            match self.list_all(method, kind.result_key()) {
                 Ok((items, said)) => {
-                    *target = items;
-                    *hint = said;
+                    *lists.items_mut(kind) = items;
+                    lists.cache_hints[kind.index()] = said;
                 }
                 Err(CallError::Rpc(e)) => {
                     log::debug!("[{}] {method}: {}", self.config.name, e.message)
@@ -1061,7 +1045,7 @@ impl Backend {
                 .iter()
                 .filter_map(|tool| {
                     let name = tool.get("name")?.as_str()?;
-                    let params = crate::param_headers::marked(tool.get("inputSchema")?);
+                    let params = crate::mcp::param_headers::marked(tool.get("inputSchema")?);
                     (!params.is_empty()).then(|| (name.to_string(), params))
                 })
                 .collect();

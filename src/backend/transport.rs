@@ -6,7 +6,7 @@
 //! sends a message, hands back the matching response, and passes on everything else the backend
 //! says.
 
-use crate::param_headers::ParamHeader;
+use crate::mcp::param_headers::ParamHeader;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
@@ -127,4 +127,28 @@ pub trait Transport: Send + Sync {
     /// `DELETE` for an open session (best effort), and every thread of the transport stops.
     /// Requests still waiting fail with `TransportError::Closed`.
     fn close(&self);
+}
+
+/// The first `max` characters of `text`, with an ellipsis when cut.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// The `id` of a JSON-RPC request, which a transport needs to match the response.
+pub(crate) fn request_id(request: &Value) -> Result<&Value, TransportError> {
+    match request.get("id") {
+        Some(id) if !id.is_null() => Ok(id),
+        _ => Err(TransportError::Protocol("request has no id".to_owned())),
+    }
+}
+
+/// Whether `request` is one a backend may answer with requests of its own or log lines.
+pub(crate) fn is_interactive(request: &Value) -> bool {
+    matches!(
+        request.get("method").and_then(Value::as_str),
+        Some("tools/call" | "prompts/get" | "resources/read" | "completion/complete")
+    )
 }

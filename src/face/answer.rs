@@ -57,17 +57,18 @@ impl EventLog {
     }
 
     /// Writes `message` as the next event (keeping it); false once no client reads the stream.
+    /// The first one is preceded by a priming event (an id, the `retry` delay and empty data),
+    /// so that a client whose stream breaks before the first real event can still resume.
     fn send(&mut self, message: &Value) -> bool {
+        if self.last_seq == 0 {
+            let priming = format!("id: {}-0\nretry: {RETRY_MS}\ndata: \n\n", self.stream_no);
+            self.write_live(&priming);
+        }
         self.last_seq += 1;
         self.touched = Instant::now();
         let data = serde_json::to_string(message).unwrap_or_default();
-        let retry = if self.last_seq == 1 {
-            format!("retry: {RETRY_MS}\n")
-        } else {
-            String::new()
-        };
         let event = format!(
-            "id: {}-{}\n{retry}event: message\ndata: {data}\n\n",
+            "id: {}-{}\nevent: message\ndata: {data}\n\n",
             self.stream_no, self.last_seq
         );
         let delivered = self.write_live(&event);
@@ -365,7 +366,14 @@ mod tests {
         let mut log = log.lock().unwrap();
         assert!(log.send(&progress(1)));
         assert!(log.send(&progress(2)));
-        assert!(first.text().contains("retry: 1000"), "{}", first.text());
+        assert!(
+            first
+                .text()
+                .contains(&format!("id: {stream_no}-0\nretry: 1000\ndata: \n\n")),
+            "a priming event comes first: {}",
+            first.text()
+        );
+        assert_eq!(first.ids()[0], format!("{stream_no}-0"));
         *first.broken.lock().unwrap() = true;
         assert!(!log.send(&progress(3)), "nobody reads the stream any more");
         let second = Wire::default();

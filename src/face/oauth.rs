@@ -570,8 +570,8 @@ fn client_credentials(
         v.strip_prefix("Basic ")
             .or_else(|| v.strip_prefix("basic "))
     }) {
-        let decoded = crate::face::mcp::base64_decode(basic.trim())
-            .and_then(|b| String::from_utf8(b).ok())?;
+        let decoded =
+            crate::mcp::base64::decode(basic.trim()).and_then(|b| String::from_utf8(b).ok())?;
         let (id, secret) = decoded.split_once(':')?;
         return Some((percent_decode(id), Some(percent_decode(secret))));
     }

@@ -325,25 +325,9 @@ fn random_secret(prefix: &str) -> Result<String, OAuthError> {
         .map_err(|e| OAuthError::new("server_error", e.to_string()))
 }
 
-/// base64url without padding, as PKCE uses.
-pub fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len() * 4 / 3 + 2);
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
 /// The S256 challenge of a PKCE verifier.
 pub fn s256(verifier: &str) -> String {
-    base64url(&Sha256::digest(verifier.as_bytes()))
+    crate::mcp::base64::encode_url(&Sha256::digest(verifier.as_bytes()))
 }
 
 /// Whether a redirect URI is acceptable: see [`redirect::RedirectUri::parse`].
@@ -1665,10 +1649,7 @@ mod tests {
     }
 
     #[test]
-    fn base64url_and_query() {
-        assert_eq!(base64url(b"f"), "Zg");
-        assert_eq!(base64url(b"fo"), "Zm8");
-        assert_eq!(base64url(b"foo"), "Zm9v");
+    fn query_parameters_are_appended_encoded() {
         assert_eq!(
             with_query(
                 "https://a/cb?x=1",

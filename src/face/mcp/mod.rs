@@ -19,24 +19,22 @@
 mod ask;
 mod wire;
 
-pub use wire::{base64_decode, decode_header_value};
-
 use ask::{level_rank, CallLink, Parked};
-use wire::{
-    check_modern_request, combine_hints, host_allowed, mark_modern_result, modern_status,
-    unmark_modern_result, unsupported_version,
-};
+use wire::{check_modern_request, host_allowed, modern_status, unsupported_version};
 
-use crate::backend::{
-    CacheHint, CallOptions, HANDSHAKE_VERSIONS, META_CLIENT_CAPABILITIES, META_CLIENT_INFO,
-    META_LOG_LEVEL, META_PROTOCOL_VERSION, META_SERVER_INFO, MODERN_VERSION,
-};
-use crate::catalog::{self, ListKind as CatalogList, Route};
+use crate::backend::CallOptions;
+use crate::catalog::{self, Route};
 use crate::face::answer::{Answer, EventLogs};
 use crate::gateway::{Gateway, ListKind, Principal};
 use crate::http_util::{request_header, respond_empty, respond_json, SseStream};
 use crate::jsonrpc::{self, Message, RpcError};
-use crate::param_headers;
+use crate::mcp::param_headers;
+use crate::mcp::results::{combine_hints, mark_modern_result, unmark_modern_result, CacheHint};
+use crate::mcp::{
+    HANDSHAKE_VERSIONS, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL,
+    META_PROTOCOL_VERSION, META_SERVER_INFO, MODERN_VERSION, MODERN_VERSIONS, SESSION_HEADER,
+    VERSION_HEADER,
+};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicU64;
@@ -45,12 +43,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tiny_http::{Method, Request};
 
-const SESSION_HEADER: &str = "Mcp-Session-Id";
 /// `_meta` key naming the `subscriptions/listen` request a notification belongs to.
-const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
-const VERSION_HEADER: &str = "MCP-Protocol-Version";
-const METHOD_HEADER: &str = "Mcp-Method";
-const NAME_HEADER: &str = "Mcp-Name";
+use crate::mcp::META_SUBSCRIPTION_ID;
 const SESSION_IDLE_LIMIT: Duration = Duration::from_secs(3600);
 const MAX_SESSIONS: usize = 10_000;
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(25);
@@ -103,8 +97,8 @@ struct OpenStream {
     /// The handshake-era session of a GET stream; empty for a 2026-07-28 listen stream.
     session: String,
     stream: SseStream,
-    /// Which list changes it wants: tools, resources, prompts.
-    wants: [bool; 3],
+    /// Which list changes it wants, indexed by [`ListKind::index`].
+    wants: [bool; 4],
     /// The id of the `subscriptions/listen` request, stamped on each notification.
     subscription_id: Option<Value>,
     /// Resource URIs a `subscriptions/listen` stream asked updates for.
@@ -292,7 +286,11 @@ impl McpFace {
                 respond_empty(request, 202, &[])
             }
             Message::Request { id, method, params } => {
-                if method == "initialize" {
+                let modern_envelope = params
+                    .get("_meta")
+                    .and_then(Value::as_object)
+                    .is_some_and(|m| m.contains_key(META_PROTOCOL_VERSION));
+                if method == "initialize" && !modern_envelope {
                     return self.initialize(request, &id, &params);
                 }
                 let era = match self.era_of(&request, session_header.as_deref(), &method, &params) {
@@ -308,6 +306,13 @@ impl McpFace {
                         );
                     }
                 };
+                if era == Era::Modern && !crate::mcp::MODERN_REQUESTS.contains(&method.as_str()) {
+                    let error = RpcError::new(
+                        jsonrpc::METHOD_NOT_FOUND,
+                        format!("{method} is not a method of protocol revision {MODERN_VERSION}"),
+                    );
+                    return respond_json(request, 404, &jsonrpc::error_response(&id, &error), &[]);
+                }
                 let can_stream = request_header(&request, "Accept")
                     .map(|a| a.contains("text/event-stream"))
                     .unwrap_or(false);
@@ -375,12 +380,8 @@ impl McpFace {
     /// The caching hint for a 2026-07-28 list answer to `principal`, from the backends that
     /// contribute to that list; a principal limited to some servers always gets `private`.
     fn list_cache_hint(&self, method: &str, principal: &Principal) -> CacheHint {
-        let slot = match method {
-            "tools/list" => 0,
-            "resources/list" => 1,
-            "resources/templates/list" => 2,
-            "prompts/list" => 3,
-            _ => return CacheHint::default(),
+        let Some(kind) = ListKind::of_method(method) else {
+            return CacheHint::default();
         };
         let hints = self
             .gateway
@@ -390,13 +391,7 @@ impl McpFace {
             .filter(|(i, _)| self.gateway.allows(principal, *i))
             .filter_map(|(_, b)| {
                 let lists = b.lists();
-                let items = [
-                    &lists.tools,
-                    &lists.resources,
-                    &lists.templates,
-                    &lists.prompts,
-                ];
-                (!items[slot].is_empty()).then_some(lists.cache_hints[slot])
+                (!lists.items(kind).is_empty()).then_some(lists.cache_hints[kind.index()])
             })
             .collect::<Vec<_>>();
         let mut hint = combine_hints(hints);
@@ -549,7 +544,7 @@ impl McpFace {
         if let Some(id) = session {
             if let Some(v) = request_header(request, VERSION_HEADER) {
                 if !HANDSHAKE_VERSIONS.contains(&v) {
-                    return Err(unsupported_version(v));
+                    return Err(unsupported_version(v, false));
                 }
             }
             return Ok(self
@@ -570,7 +565,7 @@ impl McpFace {
         }
         if let Some(v) = version_header {
             if !HANDSHAKE_VERSIONS.contains(&v) {
-                return Err(unsupported_version(v));
+                return Err(unsupported_version(v, false));
             }
         }
         Ok(Some(Era::Plain))
@@ -602,8 +597,9 @@ impl McpFace {
             .get("arguments")
             .and_then(Value::as_object)
             .unwrap_or(&empty);
-        let header =
-            |name: &str| request_header(request, name).map(|v| decode_header_value(v).ok_or(()));
+        let header = |name: &str| {
+            request_header(request, name).map(|v| crate::mcp::headers::decode_value(v).ok_or(()))
+        };
         param_headers::check(&marked, arguments, &header)
             .map_err(|message| RpcError::new(jsonrpc::HEADER_MISMATCH, message))
     }
@@ -750,24 +746,24 @@ impl McpFace {
             cancel_key: Some(cancel_key),
         };
         let allowed = |backend: usize| self.gateway.allows(principal, backend);
-        let visible = |kind: CatalogList| match principal.servers {
+        let visible = |kind: ListKind| match principal.servers {
             None => catalog.visible(kind, &|_| true),
             Some(_) => catalog.visible(kind, &allowed),
         };
         match method {
             "server/discover" => Ok(json!({
-                "supportedVersions": [MODERN_VERSION],
+                "supportedVersions": MODERN_VERSIONS,
                 "capabilities": capabilities(),
                 "instructions": self.instructions(),
                 "_meta": {META_SERVER_INFO: server_info()},
             })),
             "ping" => Ok(json!({})),
-            "tools/list" => list(&visible(CatalogList::Tools), "tools"),
-            "resources/list" => list(&visible(CatalogList::Resources), "resources"),
+            "tools/list" => list(&visible(ListKind::Tools), "tools"),
+            "resources/list" => list(&visible(ListKind::Resources), "resources"),
             "resources/templates/list" => {
-                list(&visible(CatalogList::Templates), "resourceTemplates")
+                list(&visible(ListKind::Templates), "resourceTemplates")
             }
-            "prompts/list" => list(&visible(CatalogList::Prompts), "prompts"),
+            "prompts/list" => list(&visible(ListKind::Prompts), "prompts"),
             "logging/setLevel" => match era {
                 Era::Session { id } => self.set_log_level(id, &params),
                 Era::Plain => Ok(json!({})),
@@ -947,7 +943,7 @@ impl McpFace {
                         .push(OpenStream {
                             session,
                             stream,
-                            wants: [true; 3],
+                            wants: [true; 4],
                             subscription_id: None,
                             resources: Vec::new(),
                         });
@@ -1039,14 +1035,20 @@ impl McpFace {
 
     /// Sends `notifications/<kind>/list_changed` to every open stream that wants it.
     pub fn broadcast_list_changed(&self, kinds: &[ListKind]) {
+        // Resources and templates share one notification: send it once.
+        let mut changed: Vec<ListKind> = Vec::new();
+        for kind in kinds {
+            if !changed
+                .iter()
+                .any(|k| k.changed_notification() == kind.changed_notification())
+            {
+                changed.push(*kind);
+            }
+        }
         self.retain_streams(|open| {
-            kinds.iter().all(|kind| {
-                let (slot, method) = match kind {
-                    ListKind::Tools => (0, "notifications/tools/list_changed"),
-                    ListKind::Resources => (1, "notifications/resources/list_changed"),
-                    ListKind::Prompts => (2, "notifications/prompts/list_changed"),
-                };
-                if !open.wants[slot] {
+            changed.iter().all(|kind| {
+                let method = kind.changed_notification();
+                if !open.wants[kind.index()] {
                     return true;
                 }
                 let params = match &open.subscription_id {
@@ -1078,23 +1080,12 @@ impl McpFace {
             return respond_json(request, 400, &jsonrpc::error_response(&id, &error), &[]);
         }
         let asked = params.get("notifications").cloned().unwrap_or(Value::Null);
-        let wants = [
-            "toolsListChanged",
-            "resourcesListChanged",
-            "promptsListChanged",
-        ]
-        .map(|k| asked.get(k).and_then(Value::as_bool) == Some(true));
+        let wants = ListKind::ALL
+            .map(|k| asked.get(k.listen_kind()).and_then(Value::as_bool) == Some(true));
         let mut honoured = Map::new();
-        for (key, yes) in [
-            "toolsListChanged",
-            "resourcesListChanged",
-            "promptsListChanged",
-        ]
-        .iter()
-        .zip(wants)
-        {
+        for (kind, yes) in ListKind::ALL.into_iter().zip(wants) {
             if yes {
-                honoured.insert(key.to_string(), json!(true));
+                honoured.insert(kind.listen_kind().to_string(), json!(true));
             }
         }
         let resources = self.subscribe_for_listen(&asked, principal);

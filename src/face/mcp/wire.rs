@@ -2,12 +2,13 @@
 //! routing header value encoding, the `Host` guard against DNS rebinding, and the fields a result
 //! gains or loses between the protocol eras.
 
-use super::{METHOD_HEADER, NAME_HEADER, VERSION_HEADER};
-use crate::backend::{
-    CacheHint, HANDSHAKE_VERSIONS, META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSION,
-};
 use crate::http_util::request_header;
 use crate::jsonrpc::{self, RpcError};
+use crate::mcp::headers::decode_value as decode_header_value;
+use crate::mcp::{
+    name_param, HANDSHAKE_VERSIONS, META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, METHOD_HEADER,
+    MODERN_VERSION, MODERN_VERSIONS, NAME_HEADER, VERSION_HEADER,
+};
 use serde_json::{json, Map, Value};
 use std::net::IpAddr;
 use tiny_http::Request;
@@ -37,9 +38,15 @@ pub(super) fn host_name(authority: &str) -> &str {
     }
 }
 
-pub(super) fn unsupported_version(requested: &str) -> RpcError {
-    let mut supported = vec![MODERN_VERSION];
-    supported.extend_from_slice(HANDSHAKE_VERSIONS);
+/// A -32022 error for `requested`. A 2026-07-28 request is told the versions of that revision,
+/// the same list `server/discover` gives; a handshake-era request (a session's header) the
+/// handshake versions.
+pub(super) fn unsupported_version(requested: &str, modern: bool) -> RpcError {
+    let supported: Vec<&str> = if modern {
+        MODERN_VERSIONS.to_vec()
+    } else {
+        HANDSHAKE_VERSIONS.to_vec()
+    };
     RpcError::new(
         jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
         format!(
@@ -84,12 +91,7 @@ pub(super) fn check_modern_request(
             ),
         ));
     }
-    let name_key = match method {
-        "tools/call" | "prompts/get" => Some("name"),
-        "resources/read" => Some("uri"),
-        _ => None,
-    };
-    if let Some(key) = name_key {
+    if let Some(key) = name_param(method) {
         if let Some(body_value) = params.get(key).and_then(Value::as_str) {
             let header = request_header(request, NAME_HEADER).and_then(decode_header_value);
             if header.as_deref() != Some(body_value) {
@@ -104,57 +106,12 @@ pub(super) fn check_modern_request(
     }
     match body_version {
         Some(MODERN_VERSION) => Ok(()),
-        Some(other) => Err(unsupported_version(other)),
+        Some(other) => Err(unsupported_version(other, true)),
         None => Err(RpcError::new(
             jsonrpc::INVALID_PARAMS,
             "the protocol version in params._meta must be a string",
         )),
     }
-}
-
-/// Decodes a routing header value: verbatim, or `=?base64?...?=` for values that do not fit a
-/// header. `None` for a malformed encoding.
-pub fn decode_header_value(value: &str) -> Option<String> {
-    match value
-        .strip_prefix("=?base64?")
-        .and_then(|v| v.strip_suffix("?="))
-    {
-        Some(payload) => base64_decode(payload).and_then(|bytes| String::from_utf8(bytes).ok()),
-        None => Some(value.to_string()),
-    }
-}
-
-/// Standard base64 with padding; `None` if malformed.
-pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    fn sextet(c: u8) -> Option<u32> {
-        match c {
-            b'A'..=b'Z' => Some((c - b'A') as u32),
-            b'a'..=b'z' => Some((c - b'a' + 26) as u32),
-            b'0'..=b'9' => Some((c - b'0' + 52) as u32),
-            b'+' => Some(62),
-            b'/' => Some(63),
-            _ => None,
-        }
-    }
-    let bytes = text.as_bytes();
-    if bytes.len() % 4 != 0 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for chunk in bytes.chunks(4) {
-        let pad = chunk.iter().rev().take_while(|c| **c == b'=').count();
-        if pad > 2 {
-            return None;
-        }
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            let v = if i >= 4 - pad { 0 } else { sextet(*c)? };
-            n = (n << 6) | v;
-        }
-        let three = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&three[..3 - pad]);
-    }
-    Some(out)
 }
 
 /// The HTTP status of a 2026-07-28 error answer.
@@ -164,68 +121,11 @@ pub(super) fn modern_status(error: &RpcError) -> u16 {
         | jsonrpc::INVALID_REQUEST
         | jsonrpc::INVALID_PARAMS
         | jsonrpc::HEADER_MISMATCH
-        | jsonrpc::UNSUPPORTED_PROTOCOL_VERSION => 400,
+        | jsonrpc::UNSUPPORTED_PROTOCOL_VERSION
+        | crate::link::MISSING_CLIENT_CAPABILITY => 400,
         jsonrpc::METHOD_NOT_FOUND => 404,
         _ => 200,
     }
-}
-
-/// A result from a 2026-07-28 backend, for a handshake-era client: without the fields and
-/// reserved `_meta` keys of that revision (the content is left as it is).
-pub(super) fn unmark_modern_result(result: &mut Value) {
-    let Value::Object(map) = result else { return };
-    if map.get("resultType").and_then(Value::as_str) == Some("complete") {
-        map.remove("resultType");
-    }
-    map.remove("ttlMs");
-    map.remove("cacheScope");
-    if let Some(Value::Object(meta)) = map.get_mut("_meta") {
-        meta.retain(|key, _| !key.starts_with("io.modelcontextprotocol/"));
-        if meta.is_empty() {
-            map.remove("_meta");
-        }
-    }
-}
-
-/// 2026-07-28 results say they are complete; list results say how long they may be cached.
-pub(super) fn mark_modern_result(method: &str, result: &mut Value, hint: CacheHint) {
-    if let Value::Object(map) = result {
-        map.entry("resultType").or_insert(json!("complete"));
-        if matches!(
-            method,
-            "tools/list"
-                | "resources/list"
-                | "resources/templates/list"
-                | "prompts/list"
-                | "server/discover"
-        ) {
-            let scope = if hint.public { "public" } else { "private" };
-            map.entry("ttlMs")
-                .or_insert(json!(hint.ttl_ms.unwrap_or(0)));
-            map.entry("cacheScope").or_insert(json!(scope));
-        }
-    }
-}
-
-/// The caching hint of an aggregated list: the shortest `ttlMs` of the backends that
-/// contribute to it (0 for one that said nothing), public only when all of them said so.
-pub(super) fn combine_hints(hints: impl IntoIterator<Item = CacheHint>) -> CacheHint {
-    let mut combined = CacheHint {
-        ttl_ms: None,
-        public: false,
-    };
-    let mut first = true;
-    for hint in hints {
-        let ttl = hint.ttl_ms.unwrap_or(0);
-        combined.ttl_ms = Some(combined.ttl_ms.map_or(ttl, |t| t.min(ttl)));
-        combined.public = if first {
-            hint.public
-        } else {
-            combined.public && hint.public
-        };
-        first = false;
-    }
-    combined
 }
 
 #[cfg(test)]
@@ -266,45 +166,16 @@ mod tests {
             Some("élé")
         );
         assert_eq!(decode_header_value("=?base64?!!!!?="), None);
-        assert_eq!(base64_decode("aGVsbG8="), Some(b"hello".to_vec()));
-        assert_eq!(base64_decode("aGk="), Some(b"hi".to_vec()));
-        assert_eq!(base64_decode("abc"), None);
-    }
-
-    #[test]
-    fn modern_results_are_marked() {
-        let mut r = json!({"tools": []});
-        mark_modern_result("tools/list", &mut r, CacheHint::default());
-        assert_eq!(r["resultType"], "complete");
-        assert_eq!(r["cacheScope"], "private");
-        assert_eq!(r["ttlMs"], 0);
-        let mut c = json!({"content": []});
-        mark_modern_result("tools/call", &mut c, CacheHint::default());
-        assert_eq!(c["resultType"], "complete");
-        assert!(c.get("ttlMs").is_none());
-    }
-
-    #[test]
-    fn list_hints_take_the_shortest_ttl_and_public_only_when_all_agree() {
-        let public = |ttl| CacheHint {
-            ttl_ms: Some(ttl),
-            public: true,
-        };
-        let both = combine_hints([public(60_000), public(5_000)]);
-        assert_eq!((both.ttl_ms, both.public), (Some(5_000), true));
-        let silent = combine_hints([public(60_000), CacheHint::default()]);
-        assert_eq!((silent.ttl_ms, silent.public), (Some(0), false));
-        let none = combine_hints([]);
-        assert_eq!((none.ttl_ms, none.public), (None, false));
     }
 
     #[test]
     fn unsupported_version_lists_ours() {
-        let e = unsupported_version("1999-01-01");
+        let e = unsupported_version("1999-01-01", true);
         assert_eq!(e.code, jsonrpc::UNSUPPORTED_PROTOCOL_VERSION);
-        assert_eq!(
-            e.data.as_ref().and_then(|d| d["supported"][0].as_str()),
-            Some(MODERN_VERSION)
-        );
+        let data = e.data.expect("data");
+        assert_eq!(data["supported"], json!(crate::mcp::MODERN_VERSIONS));
+        assert_eq!(data["requested"], "1999-01-01");
+        let handshake = unsupported_version("1999-01-01", false).data.expect("data");
+        assert_eq!(handshake["supported"], json!(HANDSHAKE_VERSIONS));
     }
 }
