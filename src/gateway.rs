@@ -206,12 +206,18 @@ impl Gateway {
         let before = previous.fingerprints();
         let after = fresh.fingerprints();
         *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
-        let kinds: Vec<ListKind> = ListKind::ALL
+        let mut kinds: Vec<ListKind> = ListKind::ALL
             .into_iter()
             .zip(before.iter().zip(after.iter()))
             .filter(|(_, (b, a))| b != a)
             .map(|(k, _)| k)
             .collect();
+        // A backend that said its list changed is believed, even when it reads back the same.
+        for kind in self.backends.iter().flat_map(|b| b.take_announced()) {
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
         if !kinds.is_empty() {
             for listener in self
                 .listeners

@@ -230,6 +230,16 @@ struct Connection {
     server_info: Value,
 }
 
+/// Notes the list a `notifications/<list>/list_changed` names as announced.
+fn announce(announced: &Mutex<Vec<crate::mcp::ListKind>>, method: &str) {
+    if let Some(kind) = crate::mcp::ListKind::of_changed_notification(method) {
+        let mut kinds = announced.lock().unwrap_or_else(|e| e.into_inner());
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+}
+
 enum SupervisorMsg {
     Refresh,
     ServerRequest(Value),
@@ -261,6 +271,10 @@ pub struct Backend {
     pub config: ServerConfig,
     connection: RwLock<Option<Arc<Connection>>>,
     lists: RwLock<Arc<Lists>>,
+    /// Lists the backend said changed (`notifications/*/list_changed`) since the catalog last
+    /// looked: its clients hear of them even when the lists read back the same (a tool added
+    /// and removed again between two reads).
+    announced: Arc<Mutex<Vec<crate::mcp::ListKind>>>,
     status: Mutex<Mutable>,
     slots: Slots,
     next_id: AtomicU64,
@@ -294,6 +308,7 @@ impl Backend {
             config,
             connection: RwLock::new(None),
             lists: RwLock::new(Arc::new(Lists::default())),
+            announced: Arc::new(Mutex::new(Vec::new())),
             status: Mutex::new(Mutable {
                 state,
                 last_error: None,
@@ -354,6 +369,11 @@ impl Backend {
     }
 
     /// What the backend offers now.
+    /// The lists the backend announced as changed since the last call (see `announced`).
+    pub fn take_announced(&self) -> Vec<crate::mcp::ListKind> {
+        std::mem::take(&mut *self.announced.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     pub fn lists(&self) -> Arc<Lists> {
         Arc::clone(&self.lists.read().unwrap_or_else(|e| e.into_inner()))
     }
@@ -534,7 +554,8 @@ impl Backend {
             let mut message = message;
             let method = message.get("method").and_then(Value::as_str).unwrap_or("");
             if method.ends_with("/list_changed") {
-                // Ours to act on (refresh the catalog), not the caller's.
+                // Ours to act on (refresh the catalog, tell our clients), not the caller's.
+                announce(&self.announced, method);
                 self.nudge(SupervisorMsg::Refresh);
                 return;
             }
@@ -915,6 +936,7 @@ impl Backend {
                 .clone(),
         );
         let name = self.config.name.clone();
+        let announced = Arc::clone(&self.announced);
         let on_notice = self
             .on_notice
             .read()
@@ -925,6 +947,7 @@ impl Backend {
             let msg = if message.get("id").is_some() && !method.is_empty() {
                 SupervisorMsg::ServerRequest(message.clone())
             } else if method.ends_with("/list_changed") {
+                announce(&announced, method);
                 SupervisorMsg::Refresh
             } else if method == "notifications/resources/updated" {
                 if let Some(handler) = &on_notice {
@@ -1059,7 +1082,12 @@ impl Backend {
             }
             changed
         };
-        if changed {
+        let announced = !self
+            .announced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if changed || announced {
             (self.on_change)();
         }
     }

@@ -148,6 +148,14 @@ impl ListKind {
         }
     }
 
+    /// The list a `notifications/<list>/list_changed` is about (resources for their templates
+    /// too).
+    pub fn of_changed_notification(method: &str) -> Option<ListKind> {
+        [ListKind::Tools, ListKind::Resources, ListKind::Prompts]
+            .into_iter()
+            .find(|k| k.changed_notification() == method)
+    }
+
     /// The `subscriptions/listen` notification kind that asks for that notification.
     pub fn listen_kind(self) -> &'static str {
         match self {
@@ -196,5 +204,10 @@ mod tests {
             ListKind::Resources.changed_notification()
         );
         assert_eq!(ListKind::Prompts.listen_kind(), "promptsListChanged");
+        assert_eq!(
+            ListKind::of_changed_notification("notifications/resources/list_changed"),
+            Some(ListKind::Resources)
+        );
+        assert_eq!(ListKind::of_changed_notification("notifications/x"), None);
     }
 }
