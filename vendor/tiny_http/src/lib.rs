@@ -431,6 +431,10 @@ impl Server {
             let tasks_pool = util::TaskPool::new();
 
             log::debug!("Running accept thread");
+            // mcp-gateway patch: refusals are logged at most every 10 s, with a count, so that a
+            // flood of connections does not flood the log (on a router, its flash) as well.
+            let mut refused_since_log: u64 = 0;
+            let mut last_refusal_log: Option<std::time::Instant> = None;
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
                     Ok((sock, peer)) => {
@@ -438,10 +442,18 @@ impl Server {
                         let slot = match inside_connections.acquire(peer.as_ref()) {
                             Some(slot) => slot,
                             None => {
-                                log::warn!(
-                                    "refusing a connection from {:?}: too many connections",
-                                    peer
-                                );
+                                refused_since_log += 1;
+                                let due = last_refusal_log
+                                    .map_or(true, |at| at.elapsed() >= std::time::Duration::from_secs(10));
+                                if due {
+                                    log::warn!(
+                                        "refused {} connection(s) over the connection limits (the latest from {:?})",
+                                        refused_since_log,
+                                        peer
+                                    );
+                                    refused_since_log = 0;
+                                    last_refusal_log = Some(std::time::Instant::now());
+                                }
                                 if ssl.is_none() {
                                     sock.refuse_busy();
                                 }
