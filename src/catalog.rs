@@ -111,8 +111,7 @@ pub struct Catalog {
     pub resources: Vec<Value>,
     /// Resource templates (unchanged).
     pub templates: Vec<Value>,
-    /// The backend of each entry of `tools`, `prompts`, `resources`, `templates` (`None`: ours).
-    /// Who offers each item of each list, indexed by [`ListKind::index`].
+    /// The backend of each entry of each list (`None`: ours), indexed by [`ListKind::index`].
     owners: [Vec<Option<usize>>; 4],
     tool_routes: HashMap<String, Route>,
     prompt_routes: HashMap<String, Route>,
