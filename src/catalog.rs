@@ -13,9 +13,11 @@
 //! the clashes a config makes likely before any backend runs.
 
 use crate::config::{join_path, Naming, Problem, ServerConfig, BUILTIN_SERVER};
+use crate::policy::Schema;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Separator between server and tool name.
 pub const SEPARATOR: &str = "__";
@@ -114,6 +116,9 @@ pub struct Catalog {
     /// The backend of each entry of each list (`None`: ours), indexed by [`ListKind::index`].
     owners: [Vec<Option<usize>>; 4],
     tool_routes: HashMap<String, Route>,
+    /// The compiled `inputSchema` of each backend tool, by exposed name (a tool whose schema
+    /// cannot be compiled has none, and its calls go unchecked).
+    tool_schemas: HashMap<String, Arc<Schema>>,
     prompt_routes: HashMap<String, Route>,
     resource_routes: HashMap<String, usize>,
     template_routes: Vec<(String, usize)>,
@@ -205,6 +210,25 @@ impl Catalog {
             return;
         }
         items.push(source.present(def, &exposed, original));
+        if let (Named::Tool, Some(schema)) = (&kind, def.get("inputSchema")) {
+            match Schema::compile(schema) {
+                Ok(compiled) => {
+                    for note in compiled.notes() {
+                        log::debug!(
+                            "[{}] {original}: not checked in its inputSchema: {}",
+                            source.server,
+                            crate::untrusted::for_log(note)
+                        );
+                    }
+                    self.tool_schemas.insert(exposed.clone(), Arc::new(compiled));
+                }
+                Err(e) => log::warn!(
+                    "[{}] the inputSchema of {original} cannot be checked ({}); its calls go to the backend unchecked",
+                    source.server,
+                    crate::untrusted::for_log(&e.to_string())
+                ),
+            }
+        }
         routes.insert(
             exposed,
             Route::Backend {
@@ -234,6 +258,11 @@ impl Catalog {
     /// Route of a namespaced tool.
     pub fn tool(&self, name: &str) -> Option<&Route> {
         self.tool_routes.get(name)
+    }
+
+    /// The compiled input schema of a backend tool, by the name clients see.
+    pub fn tool_schema(&self, name: &str) -> Option<&Arc<Schema>> {
+        self.tool_schemas.get(name)
     }
 
     /// Route of a namespaced prompt.

@@ -280,6 +280,15 @@ impl Gateway {
                 builtin::call(self, principal, tool, &arguments)
             }
             Some(Route::Backend { backend, original }) => {
+                // The backend never sees a call its own schema refuses.
+                if let Some(schema) = catalog.tool_schema(&name) {
+                    let empty = Value::Object(Map::new());
+                    let arguments = params.get("arguments").unwrap_or(&empty);
+                    let violations = schema.validate(arguments);
+                    if !violations.is_empty() {
+                        return Err(invalid_arguments(&name, &violations));
+                    }
+                }
                 params.insert("name".into(), json!(original));
                 self.forward(*backend, "tools/call", params, options, link)
             }
@@ -408,6 +417,23 @@ fn ask_embedded_requests(
         answers.insert(key.clone(), answer);
     }
     Ok(answers)
+}
+
+/// -32602 for arguments the tool's `inputSchema` refuses: every violation with its JSON pointer
+/// in the message (a model reads it and can correct its call) and in `data.violations`.
+fn invalid_arguments(name: &str, violations: &[crate::policy::Violation]) -> RpcError {
+    let listed: Vec<Value> = violations
+        .iter()
+        .map(|v| json!({"pointer": v.pointer, "message": v.message}))
+        .collect();
+    RpcError::new(
+        jsonrpc::INVALID_PARAMS,
+        format!(
+            "invalid arguments for tool \"{name}\": {}",
+            crate::policy::schema::summary(violations)
+        ),
+    )
+    .with_data(json!({"name": name, "violations": listed}))
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub mod link;
 pub mod llm;
 pub mod mcp;
 pub mod oauth;
+pub mod policy;
 pub mod server;
 pub mod sse;
 pub mod store;
