@@ -66,6 +66,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections open at once from one address (an IPv6 /64); more get HTTP 503.
     pub max_connections_per_address: usize,
+    /// Requests a minute each principal may make (`None`: no limit), with its burst.
+    pub principal_rate: Option<crate::policy::ratelimit::Rate>,
+    /// Requests a minute all principals together may make (`None`: no limit), with its burst.
+    pub global_rate: Option<crate::policy::ratelimit::Rate>,
 }
 
 impl Default for Limits {
@@ -80,6 +84,8 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(10),
             max_connections: 512,
             max_connections_per_address: 64,
+            principal_rate: None,
+            global_rate: None,
         }
     }
 }
@@ -508,6 +514,10 @@ const LIMIT_KEYS: &[&str] = &[
     "request_timeout_ms",
     "max_connections",
     "max_connections_per_address",
+    "principal_requests_per_minute",
+    "principal_burst",
+    "global_requests_per_minute",
+    "global_burst",
 ];
 const STDIO_KEYS: &[&str] = &[
     "command",
@@ -842,6 +852,15 @@ impl Checker {
         if let Some(v) = self.number(map, path, "max_connections_per_address", 1, 1_000_000) {
             limits.max_connections_per_address = v as usize;
         }
+        use crate::policy::ratelimit::Rate;
+        let principal_burst = self.number(map, path, "principal_burst", 1, 1_000_000);
+        limits.principal_rate = self
+            .number(map, path, "principal_requests_per_minute", 1, 6_000_000)
+            .map(|r| Rate::new(r, principal_burst));
+        let global_burst = self.number(map, path, "global_burst", 1, 1_000_000);
+        limits.global_rate = self
+            .number(map, path, "global_requests_per_minute", 1, 6_000_000)
+            .map(|r| Rate::new(r, global_burst));
     }
 
     fn openai(&mut self, map: &Map<String, Value>, base: &Path, openai: &mut OpenAiSettings) {

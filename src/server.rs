@@ -6,6 +6,7 @@ use crate::face::oauth as oauth_face;
 use crate::face::openai::{self as openai_face, OpenAiFace};
 use crate::gateway::{Gateway, Principal};
 use crate::http_util::{request_header, respond_json};
+use crate::policy::ratelimit::{Limited, RateLimits};
 use serde_json::json;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
@@ -43,6 +44,8 @@ struct Faces {
     /// them, so that its slow parts (a password hash, a metadata fetch) never take them all.
     oauth_busy: AtomicUsize,
     oauth_max: usize,
+    /// Requests per principal and in all (`limits.*_requests_per_minute`).
+    rates: RateLimits,
 }
 
 /// A bound, running HTTP server.
@@ -70,6 +73,10 @@ impl HttpServer {
             openai: OpenAiFace::new(Arc::clone(&gateway)),
             oauth_busy: AtomicUsize::new(0),
             oauth_max: (gateway.config.workers / 2).max(1),
+            rates: RateLimits::new(
+                gateway.config.limits.principal_rate,
+                gateway.config.limits.global_rate,
+            ),
         });
         let mut workers = Vec::new();
         for n in 0..gateway.config.workers {
@@ -192,6 +199,9 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
         None if is_openai => return openai_face::unauthorized(request, gateway),
         None => return unauthorized(request, gateway, &path),
     };
+    if let Err(limited) = faces.rates.check(&principal.name) {
+        return rate_limited(request, &principal.name, limited, is_openai);
+    }
     let body = match read_body(&mut request, limit) {
         Ok(body) => body,
         Err(BodyError::TooLarge) => return too_large(request, limit),
@@ -320,6 +330,38 @@ fn unauthorized(request: Request, gateway: &Gateway, path: &str) {
         &[("WWW-Authenticate".to_string(), challenge)],
     );
 }
+
+/// 429 with `Retry-After`, in the protocol of the face: an OpenAI `rate_limit_exceeded` error on
+/// `/v1`, a JSON-RPC error with `data.retryAfterMs` elsewhere.
+fn rate_limited(request: Request, principal: &str, limited: Limited, openai: bool) {
+    let millis = limited.retry_after.as_millis().max(1) as u64;
+    let seconds = millis.div_ceil(1000).max(1);
+    let which = if limited.own {
+        "this token's request limit (limits.principal_requests_per_minute)"
+    } else {
+        "the gateway's request limit for all clients together (limits.global_requests_per_minute)"
+    };
+    let message = format!("too many requests: {which} is reached; try again in {seconds} s");
+    log::debug!(
+        "rate-limited {}: {which}",
+        crate::untrusted::for_log(principal)
+    );
+    let body = if openai {
+        json!({"error": {"message": message, "type": "requests", "param": null, "code": "rate_limit_exceeded"}})
+    } else {
+        json!({"jsonrpc": "2.0", "id": null, "error": {"code": RATE_LIMITED, "message": message,
+            "data": {"retryAfterMs": millis, "limit": if limited.own { "principal" } else { "global" }}}})
+    };
+    respond_json(
+        request,
+        429,
+        &body,
+        &[("Retry-After".to_string(), seconds.to_string())],
+    );
+}
+
+/// The JSON-RPC error code of a rate-limited request (implementation-defined server error).
+pub const RATE_LIMITED: i64 = -32029;
 
 fn too_large(request: Request, limit: usize) {
     let message = format!("the request body is larger than {limit} bytes (limits.max_body_bytes)");
