@@ -1469,14 +1469,7 @@ mod tests {
     #[test]
     fn a_self_registered_client_gets_every_error_on_our_page() {
         let (s, dir) = server("no-open-redirect");
-        let (client, _) = s
-            .register(
-                "App",
-                vec!["https://evil.example/".into()],
-                "none",
-                "registration",
-            )
-            .expect("register");
+        let client = self_registered(&s, "https://evil.example/");
         let mut request = request_for(&client);
         request.response_type = Some("token".into());
         assert!(matches!(
@@ -1541,14 +1534,7 @@ mod tests {
     #[test]
     fn waiting_authorizations_are_capped_oldest_first() {
         let (s, dir) = server("pending-caps");
-        let (client, _) = s
-            .register(
-                "App",
-                vec!["https://app.example/cb".into()],
-                "none",
-                "registration",
-            )
-            .expect("register");
+        let client = self_registered(&s, "https://app.example/cb");
         let request = request_for(&client);
         let (first, _) = s
             .start_authorization(&request, RESOURCE, "198.51.100.9")
@@ -1575,12 +1561,17 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A client that registered itself with one redirect URI.
+    fn self_registered(s: &OAuthServer, uri: &str) -> Client {
+        s.register("App", vec![uri.into()], "none", "registration")
+            .expect("register")
+            .0
+    }
+
     /// A client of `s` and the tokens of a grant it got.
     fn granted(s: &OAuthServer) -> (Client, IssuedTokens) {
         let uri = "https://app.example/cb";
-        let (client, _) = s
-            .register("App", vec![uri.into()], "none", "registration")
-            .expect("register");
+        let client = self_registered(s, uri);
         let code = authorize(s, &client);
         let tokens = s
             .exchange_code(&client, &code, Some(uri), Some(VERIFIER), None)
