@@ -40,6 +40,8 @@ pub struct Config {
     pub oauth: crate::oauth::OAuthSettings,
     /// The OpenAI face's settings.
     pub openai: OpenAiSettings,
+    /// The audit log's settings.
+    pub audit: crate::audit::AuditSettings,
     /// Where the config came from, for messages.
     pub source: Option<PathBuf>,
 }
@@ -298,6 +300,7 @@ impl Config {
             servers: Vec::new(),
             oauth: crate::oauth::OAuthSettings::default(),
             openai: OpenAiSettings::default(),
+            audit: crate::audit::AuditSettings::default(),
             source: None,
         }
     }
@@ -493,7 +496,16 @@ const OPENAI_KEYS: &[&str] = &[
     "show_tool_calls",
 ];
 const UPSTREAM_KEYS: &[&str] = &["base_url", "api_key", "models", "timeout_ms"];
+const AUDIT_KEYS: &[&str] = &[
+    "enabled",
+    "path",
+    "max_bytes",
+    "keep",
+    "redact",
+    "on_failure",
+];
 const TOP_KEYS: &[&str] = &[
+    "audit",
     "openai",
     "oauth",
     "mcpServers",
@@ -794,6 +806,15 @@ impl Checker {
                 "write {\"cors_origins\": [\"https://chat.example.net\"]}",
             ),
         }
+        match top.get("audit") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(audit)) => self.audit(audit, &mut config.audit),
+            Some(other) => self.problem(
+                "$.audit",
+                format!("expected an object, found {}", kind(other)),
+                "write {\"path\": \"audit.log\"}",
+            ),
+        }
         match top.get("oauth") {
             None | Some(Value::Null) => {}
             Some(Value::Object(oauth)) => self.oauth(oauth, &mut config.oauth),
@@ -932,6 +953,33 @@ impl Checker {
                 "$.openai.upstream",
                 format!("expected an object, found {}", kind(other)),
                 "write {\"base_url\": \"http://127.0.0.1:11434/v1\"}",
+            ),
+        }
+    }
+
+    fn audit(&mut self, map: &Map<String, Value>, audit: &mut crate::audit::AuditSettings) {
+        let path = "$.audit";
+        self.unknown_keys(map, path, AUDIT_KEYS);
+        if let Some(v) = self.boolean(map, path, "enabled") {
+            audit.enabled = v;
+        }
+        if let Some(v) = self.string(map, path, "path") {
+            audit.path = PathBuf::from(v);
+        }
+        if let Some(v) = self.number(map, path, "max_bytes", 4096, 1 << 40) {
+            audit.max_bytes = v;
+        }
+        if let Some(v) = self.number(map, path, "keep", 0, 100) {
+            audit.keep = v as usize;
+        }
+        audit.redact = self.string_list(map, path, "redact");
+        match self.string(map, path, "on_failure").as_deref() {
+            None | Some("continue") => {}
+            Some("refuse") => audit.refuse_on_failure = true,
+            Some(other) => self.problem(
+                "$.audit.on_failure",
+                format!("\"{other}\" is not a choice"),
+                "use \"continue\" (count the failure and go on) or \"refuse\" (refuse calls while the log cannot be written)",
             ),
         }
     }

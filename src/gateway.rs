@@ -78,6 +78,8 @@ pub struct Gateway {
     catalog: RwLock<Arc<Catalog>>,
     /// Rebuilds run one at a time, so the last one always reflects the newest lists.
     rebuilding: Mutex<()>,
+    /// The audit log.
+    pub audit: crate::audit::AuditLog,
     listeners: RwLock<Vec<ChangeListener>>,
     notice_listeners: Arc<RwLock<Vec<NoticeListener>>>,
 }
@@ -117,6 +119,7 @@ impl Gateway {
                 started: Instant::now(),
                 catalog: RwLock::new(Arc::new(Catalog::default())),
                 rebuilding: Mutex::new(()),
+                audit: crate::audit::AuditLog::start(&config.audit, &config.state_dir),
                 listeners: RwLock::new(Vec::new()),
                 notice_listeners: Arc::new(RwLock::new(Vec::new())),
             }
@@ -267,17 +270,34 @@ impl Gateway {
             Route::Backend { backend, .. } => self.allows(principal, *backend),
         });
         match route {
-            None => Err(RpcError::new(
-                jsonrpc::INVALID_PARAMS,
-                format!("unknown tool \"{name}\" (tools/list shows the tools this gateway offers)"),
-            )
-            .with_data(json!({"name": name}))),
+            None => {
+                let error = RpcError::new(
+                    jsonrpc::INVALID_PARAMS,
+                    format!(
+                        "unknown tool \"{name}\" (tools/list shows the tools this gateway offers)"
+                    ),
+                )
+                .with_data(json!({"name": name}));
+                self.audit_refusal(&options, "tools/call", "", &name, &params, &error);
+                Err(error)
+            }
             Some(Route::Builtin(tool)) => {
                 let arguments = params
                     .get("arguments")
                     .cloned()
                     .unwrap_or_else(|| json!({}));
-                builtin::call(self, principal, tool, &arguments)
+                let started = Instant::now();
+                let outcome = builtin::call(self, principal, tool, &arguments);
+                self.audit_outcome(
+                    &options,
+                    "tools/call",
+                    "gateway",
+                    &name,
+                    &params,
+                    started,
+                    &outcome,
+                );
+                outcome
             }
             Some(Route::Backend { backend, original }) => {
                 // The backend never sees a call its own schema refuses.
@@ -286,11 +306,32 @@ impl Gateway {
                     let arguments = params.get("arguments").unwrap_or(&empty);
                     let violations = schema.validate(arguments);
                     if !violations.is_empty() {
-                        return Err(invalid_arguments(&name, &violations));
+                        let error = invalid_arguments(&name, &violations);
+                        let server = self.backends.get(*backend).map(|b| b.name()).unwrap_or("");
+                        self.audit_refusal(&options, "tools/call", server, &name, &params, &error);
+                        return Err(error);
                     }
                 }
+                let shown = params.clone();
                 params.insert("name".into(), json!(original));
-                self.forward(*backend, "tools/call", params, options, link)
+                let started = Instant::now();
+                let audit = options.audit.clone();
+                let outcome = self.forward_unaudited(*backend, "tools/call", params, options, link);
+                let server = self.backends.get(*backend).map(|b| b.name()).unwrap_or("");
+                let options = CallOptions {
+                    audit,
+                    ..CallOptions::default()
+                };
+                self.audit_outcome(
+                    &options,
+                    "tools/call",
+                    server,
+                    &name,
+                    &shown,
+                    started,
+                    &outcome,
+                );
+                outcome
             }
         }
     }
@@ -309,6 +350,112 @@ impl Gateway {
         options: CallOptions,
         link: &mut dyn ClientLink,
     ) -> Result<Value, RpcError> {
+        // Prompts and resources are audited here; tools in `call_tool_params`, under the name
+        // the client used.
+        let audited = matches!(method, "prompts/get" | "resources/read");
+        if !audited {
+            return self.forward_unaudited(index, method, params, options, link);
+        }
+        let name = params
+            .get(if method == "resources/read" {
+                "uri"
+            } else {
+                "name"
+            })
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let shown = params.clone();
+        let audit = options.audit.clone();
+        let started = Instant::now();
+        let outcome = self.forward_unaudited(index, method, params, options, link);
+        let server = self.backends.get(index).map(|b| b.name()).unwrap_or("");
+        let options = CallOptions {
+            audit,
+            ..CallOptions::default()
+        };
+        self.audit_outcome(&options, method, server, &name, &shown, started, &outcome);
+        outcome
+    }
+
+    /// Writes the audit line of a call that was made.
+    #[allow(clippy::too_many_arguments)]
+    fn audit_outcome(
+        &self,
+        options: &CallOptions,
+        action: &str,
+        server: &str,
+        name: &str,
+        params: &Map<String, Value>,
+        started: Instant,
+        outcome: &Result<Value, RpcError>,
+    ) {
+        let Some(who) = &options.audit else { return };
+        let (label, detail, bytes) = match outcome {
+            Ok(result) => {
+                let failed = result.get("isError").and_then(Value::as_bool) == Some(true);
+                (
+                    if failed { "error" } else { "ok" },
+                    None,
+                    Some(result.to_string().len()),
+                )
+            }
+            Err(e) => ("error", Some(e.message.as_str()), None),
+        };
+        self.audit.record(&crate::audit::Entry {
+            face: who.face,
+            principal: &who.principal,
+            action,
+            server,
+            name,
+            arguments: params.get("arguments"),
+            outcome: label,
+            detail,
+            duration: Some(started.elapsed()),
+            result_bytes: bytes,
+        });
+    }
+
+    /// Writes the audit line of a call the gateway refused.
+    fn audit_refusal(
+        &self,
+        options: &CallOptions,
+        action: &str,
+        server: &str,
+        name: &str,
+        params: &Map<String, Value>,
+        error: &RpcError,
+    ) {
+        let Some(who) = &options.audit else { return };
+        self.audit.record(&crate::audit::Entry {
+            face: who.face,
+            principal: &who.principal,
+            action,
+            server,
+            name,
+            arguments: params.get("arguments"),
+            outcome: "refused",
+            detail: Some(&error.message),
+            ..crate::audit::Entry::default()
+        });
+    }
+
+    /// Sends `method` to backend `index`, answering the `input_required` rounds of a 2026-07-28
+    /// backend for a client that cannot take them itself.
+    fn forward_unaudited(
+        &self,
+        index: usize,
+        method: &str,
+        params: Map<String, Value>,
+        options: CallOptions,
+        link: &mut dyn ClientLink,
+    ) -> Result<Value, RpcError> {
+        if self.audit.refuses() {
+            return Err(RpcError::new(
+                jsonrpc::INTERNAL_ERROR,
+                "the audit log cannot be written, and audit.on_failure is \"refuse\": no calls until it can",
+            ));
+        }
         let Some(backend) = self.backends.get(index) else {
             return Err(RpcError::new(
                 jsonrpc::INTERNAL_ERROR,

@@ -3,6 +3,7 @@
 //!
 //! The parts, each in its own module:
 //! - [`cli`]: the command line.
+//! - [`audit`]: the audit log, a JSON line per call, refusal and failed authentication.
 //! - [`config`]: the config file, checked into a [`config::Config`].
 //! - [`server`]: the HTTP server (worker pool, routing, auth, limits).
 //! - [`face`]: the protocols clients speak (the MCP face at `/mcp`).
@@ -15,6 +16,7 @@
 //! - [`link`]: how a call reaches back to the client that made it.
 //! - [`jsonrpc`], [`sse`], [`http_util`]: wire helpers; [`untrusted`]: outsiders' text made safe to log or send.
 
+pub mod audit;
 pub mod backend;
 pub mod builtin;
 pub mod catalog;

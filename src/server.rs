@@ -194,12 +194,51 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
     if request.body_length().map(|n| n > limit).unwrap_or(false) {
         return too_large(request, limit);
     }
+    let face = if is_openai { "openai" } else { "mcp" };
     let principal = match authenticate(&request, gateway) {
         Some(p) => p,
-        None if is_openai => return openai_face::unauthorized(request, gateway),
-        None => return unauthorized(request, gateway, &path),
+        None => {
+            let presented = request_header(&request, "Authorization").is_some();
+            let address = crate::http_util::client_address(
+                &request,
+                gateway.config.oauth.trust_forwarded_headers,
+            )
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+            gateway.audit.record(&crate::audit::Entry {
+                face,
+                principal: &address,
+                action: "auth",
+                name: &path,
+                outcome: "refused",
+                detail: Some(if presented {
+                    "invalid bearer token"
+                } else {
+                    "no bearer token"
+                }),
+                ..crate::audit::Entry::default()
+            });
+            return if is_openai {
+                openai_face::unauthorized(request, gateway)
+            } else {
+                unauthorized(request, gateway, &path)
+            };
+        }
     };
     if let Err(limited) = faces.rates.check(&principal.name) {
+        gateway.audit.record(&crate::audit::Entry {
+            face,
+            principal: &principal.name,
+            action: "rate_limit",
+            name: &path,
+            outcome: "refused",
+            detail: Some(if limited.own {
+                "principal limit"
+            } else {
+                "global limit"
+            }),
+            ..crate::audit::Entry::default()
+        });
         return rate_limited(request, &principal.name, limited, is_openai);
     }
     let body = match read_body(&mut request, limit) {

@@ -219,6 +219,8 @@ pub struct CallOptions {
     pub progress_token: Option<Value>,
     /// A key under which the caller may later cancel the call (see [`Backend::cancel`]).
     pub cancel_key: Option<String>,
+    /// Who makes the call, for the audit log (`None`: not audited, e.g. the gateway's own lists).
+    pub audit: Option<crate::audit::AuditContext>,
 }
 
 /// The negotiated connection.

@@ -482,7 +482,13 @@ fn builtin_answer(gateway: &Gateway, principal: &Principal, text: &str) -> Strin
             principal,
             tool,
             arguments,
-            CallOptions::default(),
+            CallOptions {
+                audit: Some(crate::audit::AuditContext {
+                    face: "openai",
+                    principal: principal.name.clone(),
+                }),
+                ..CallOptions::default()
+            },
             &mut |_| {},
         ) {
             Ok(result) => format_result(tool, &result),
@@ -1036,7 +1042,13 @@ impl ToolLoop<'_> {
             self.principal,
             &call.name,
             arguments,
-            CallOptions::default(),
+            CallOptions {
+                audit: Some(crate::audit::AuditContext {
+                    face: "openai",
+                    principal: self.principal.name.clone(),
+                }),
+                ..CallOptions::default()
+            },
             &mut |_| {},
         ) {
             Ok(result) => {

@@ -744,6 +744,10 @@ impl McpFace {
         let options = CallOptions {
             progress_token,
             cancel_key: Some(cancel_key),
+            audit: Some(crate::audit::AuditContext {
+                face: "mcp",
+                principal: principal.name.clone(),
+            }),
         };
         let allowed = |backend: usize| self.gateway.allows(principal, backend);
         let visible = |kind: ListKind| match principal.servers {

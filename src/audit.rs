@@ -1,0 +1,430 @@
+//! The audit log: one JSON line per tool call, prompt get, resource read, refusal and
+//! authentication failure, so every action taken in the household's name can be traced.
+//!
+//! Lines are handed to a writer thread of its own over a bounded channel, so a slow disk (an SD
+//! card, a NAS under load) never holds a worker; the thread appends and flushes each line and
+//! rotates the file by size (`audit.log`, `audit.log.1`, ... keeping `keep` old files). Values of
+//! sensitive argument keys (password, token, secret, key, authorization, and any configured) are
+//! written as `"[redacted]"`. When writing fails the failure is counted, logged once a minute,
+//! and, with `on_failure: "refuse"`, calls are refused until a line is written again.
+
+use serde_json::{json, Map, Value};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Lines waiting for the writer; past that, lines are dropped and counted.
+const QUEUE: usize = 4096;
+/// Argument keys whose values are never written (matched case-insensitively as substrings).
+pub const SENSITIVE: &[&str] = &[
+    "password",
+    "passwd",
+    "token",
+    "secret",
+    "authorization",
+    "cookie",
+    "credential",
+    "api_key",
+    "apikey",
+    "private_key",
+];
+
+/// The audit settings (`"audit": {...}` in the config).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditSettings {
+    /// Whether to write the log at all.
+    pub enabled: bool,
+    /// The file (relative paths are in the state folder).
+    pub path: PathBuf,
+    /// Rotate when the file grows past this.
+    pub max_bytes: u64,
+    /// Old files kept (`audit.log.1` ... `audit.log.<keep>`).
+    pub keep: usize,
+    /// More argument keys to redact (substrings, any case).
+    pub redact: Vec<String>,
+    /// Refuse calls while the log cannot be written.
+    pub refuse_on_failure: bool,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            enabled: true,
+            path: PathBuf::from("audit.log"),
+            max_bytes: 5 * 1024 * 1024,
+            keep: 3,
+            redact: Vec::new(),
+            refuse_on_failure: false,
+        }
+    }
+}
+
+/// Whose call it is, carried with a call so the core can write its line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditContext {
+    /// `mcp` or `openai`.
+    pub face: &'static str,
+    /// The principal's name.
+    pub principal: String,
+}
+
+/// Who did what through which face, for one line.
+#[derive(Debug, Clone, Default)]
+pub struct Entry<'a> {
+    /// `mcp`, `openai` or `http`.
+    pub face: &'a str,
+    /// The principal (a token's name, `oauth:<client>`), or the address for auth failures.
+    pub principal: &'a str,
+    /// `tools/call`, `prompts/get`, `resources/read`, `auth`, `rate_limit`.
+    pub action: &'a str,
+    /// The backend (or `gateway` for its own tools).
+    pub server: &'a str,
+    /// The tool or prompt name, or the resource URI, as the client named it.
+    pub name: &'a str,
+    /// The arguments (redacted when written).
+    pub arguments: Option<&'a Value>,
+    /// `ok`, `error` or `refused`.
+    pub outcome: &'a str,
+    /// Why, for errors and refusals.
+    pub detail: Option<&'a str>,
+    /// How long it took.
+    pub duration: Option<Duration>,
+    /// Size of the result, in bytes of JSON.
+    pub result_bytes: Option<usize>,
+}
+
+/// The running audit log.
+pub struct AuditLog {
+    tx: Option<SyncSender<String>>,
+    redact: Vec<String>,
+    refuse_on_failure: bool,
+    failing: Arc<AtomicBool>,
+    /// Lines that could not be written (write errors) or were dropped (queue full).
+    pub failures: Arc<AtomicU64>,
+}
+
+impl AuditLog {
+    /// Starts the writer for `settings` (its path relative to `state_dir`).
+    pub fn start(settings: &AuditSettings, state_dir: &Path) -> AuditLog {
+        let failures = Arc::new(AtomicU64::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
+        let mut redact: Vec<String> = SENSITIVE.iter().map(|s| s.to_string()).collect();
+        redact.extend(settings.redact.iter().map(|s| s.to_ascii_lowercase()));
+        let mut log = AuditLog {
+            tx: None,
+            redact,
+            refuse_on_failure: settings.refuse_on_failure,
+            failing: Arc::clone(&failing),
+            failures: Arc::clone(&failures),
+        };
+        if !settings.enabled {
+            return log;
+        }
+        let path = state_dir.join(&settings.path);
+        let (tx, rx) = sync_channel::<String>(QUEUE);
+        let writer = Writer {
+            path,
+            max_bytes: settings.max_bytes,
+            keep: settings.keep,
+            file: None,
+            size: 0,
+            failures,
+            failing,
+            last_complaint: None,
+        };
+        match std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || writer.run(rx))
+        {
+            Ok(_) => log.tx = Some(tx),
+            Err(e) => log::error!("cannot start the audit log writer: {e}"),
+        }
+        log
+    }
+
+    /// Whether calls must be refused now (`on_failure: "refuse"` and the log is failing).
+    pub fn refuses(&self) -> bool {
+        self.refuse_on_failure && self.failing.load(Ordering::SeqCst)
+    }
+
+    /// Queues one line; never blocks.
+    pub fn record(&self, entry: &Entry<'_>) {
+        let Some(tx) = &self.tx else { return };
+        let mut line = Map::new();
+        line.insert(
+            "time".into(),
+            json!(crate::cli::format_time(crate::tokens::now_secs())),
+        );
+        for (key, value) in [
+            ("face", entry.face),
+            ("principal", entry.principal),
+            ("action", entry.action),
+            ("server", entry.server),
+            ("name", entry.name),
+            ("outcome", entry.outcome),
+        ] {
+            if !value.is_empty() {
+                line.insert(key.into(), json!(value));
+            }
+        }
+        if let Some(arguments) = entry.arguments {
+            line.insert("arguments".into(), self.redacted(arguments));
+        }
+        if let Some(detail) = entry.detail {
+            line.insert(
+                "detail".into(),
+                json!(crate::untrusted::shortened(detail, 300).to_string()),
+            );
+        }
+        if let Some(d) = entry.duration {
+            line.insert("duration_ms".into(), json!(d.as_secs_f64() * 1000.0));
+        }
+        if let Some(n) = entry.result_bytes {
+            line.insert("result_bytes".into(), json!(n));
+        }
+        let text = Value::Object(line).to_string();
+        match tx.try_send(text) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.failures.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// `value` with the values of sensitive keys replaced, at any depth.
+    pub fn redacted(&self, value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let lower = k.to_ascii_lowercase();
+                        let sensitive = lower == "key"
+                            || lower.ends_with("_key")
+                            || lower.ends_with("-key")
+                            || self.redact.iter().any(|s| lower.contains(s.as_str()));
+                        let shown = if sensitive {
+                            json!("[redacted]")
+                        } else {
+                            self.redacted(v)
+                        };
+                        (k.clone(), shown)
+                    })
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.redacted(v)).collect()),
+            other => other.clone(),
+        }
+    }
+}
+
+struct Writer {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: usize,
+    file: Option<File>,
+    size: u64,
+    failures: Arc<AtomicU64>,
+    failing: Arc<AtomicBool>,
+    last_complaint: Option<Instant>,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<String>) {
+        while let Ok(line) = rx.recv() {
+            match self.write(&line) {
+                Ok(()) => self.failing.store(false, Ordering::SeqCst),
+                Err(e) => {
+                    self.file = None;
+                    self.failures.fetch_add(1, Ordering::SeqCst);
+                    self.failing.store(true, Ordering::SeqCst);
+                    let due = match self.last_complaint {
+                        None => true,
+                        Some(at) => at.elapsed() >= Duration::from_secs(60),
+                    };
+                    if due {
+                        log::error!("cannot write the audit log {}: {e}", self.path.display());
+                        self.last_complaint = Some(Instant::now());
+                    }
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, line: &str) -> std::io::Result<()> {
+        if self.file.is_some() && self.size + line.len() as u64 + 1 > self.max_bytes {
+            self.rotate()?;
+        }
+        if self.file.is_none() {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            self.size = file.metadata()?.len();
+            self.file = Some(file);
+            if self.size > 0 && self.size + line.len() as u64 + 1 > self.max_bytes {
+                return self.rotate().and_then(|_| self.write(line));
+            }
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        file.write_all(line.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.flush()?;
+        self.size += line.len() as u64 + 1;
+        Ok(())
+    }
+
+    /// `audit.log` becomes `audit.log.1`, `.1` becomes `.2`, ... the oldest beyond `keep` goes.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.file = None;
+        let numbered = |n: usize| PathBuf::from(format!("{}.{n}", self.path.display()));
+        if self.keep == 0 {
+            return std::fs::remove_file(&self.path);
+        }
+        let _ = std::fs::remove_file(numbered(self.keep));
+        for n in (1..self.keep).rev() {
+            let from = numbered(n);
+            if from.exists() {
+                std::fs::rename(&from, numbered(n + 1))?;
+            }
+        }
+        std::fs::rename(&self.path, numbered(1))?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mcpgw-audit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn wait_for_lines(path: &Path, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines: Vec<Value> = std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            if lines.len() >= n || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_line_per_entry_with_secrets_redacted() {
+        let dir = dir("lines");
+        let settings = AuditSettings {
+            redact: vec!["PIN".into()],
+            ..AuditSettings::default()
+        };
+        let log = AuditLog::start(&settings, &dir);
+        let arguments = json!({"door": "front", "pin": "1234", "auth": {"api_key": "k", "Password": "p"},
+            "list": [{"token": "t"}], "monkey": "ok", "key": "x"});
+        log.record(&Entry {
+            face: "mcp",
+            principal: "kids-tablet",
+            action: "tools/call",
+            server: "home",
+            name: "home__unlock",
+            arguments: Some(&arguments),
+            outcome: "ok",
+            duration: Some(Duration::from_millis(12)),
+            result_bytes: Some(40),
+            ..Entry::default()
+        });
+        let lines = wait_for_lines(&dir.join("audit.log"), 1);
+        assert_eq!(lines.len(), 1);
+        let line = &lines[0];
+        assert_eq!(line["principal"], "kids-tablet");
+        assert_eq!(line["arguments"]["door"], "front");
+        assert_eq!(line["arguments"]["monkey"], "ok");
+        for pointer in [
+            "/pin",
+            "/auth/api_key",
+            "/auth/Password",
+            "/list/0/token",
+            "/key",
+        ] {
+            assert_eq!(
+                line["arguments"].pointer(pointer),
+                Some(&json!("[redacted]")),
+                "{pointer}"
+            );
+        }
+        assert!(line["time"].as_str().is_some() && line["duration_ms"].as_f64() == Some(12.0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_file_rotates_by_size_keeping_old_files() {
+        let dir = dir("rotate");
+        let settings = AuditSettings {
+            max_bytes: 400,
+            keep: 2,
+            ..AuditSettings::default()
+        };
+        let log = AuditLog::start(&settings, &dir);
+        for i in 0..40 {
+            let name = format!("tool_{i}");
+            log.record(&Entry {
+                action: "tools/call",
+                name: &name,
+                outcome: "ok",
+                ..Entry::default()
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !std::fs::read_to_string(dir.join("audit.log"))
+            .unwrap_or_default()
+            .contains("tool_39")
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for file in ["audit.log", "audit.log.1", "audit.log.2"] {
+            let size = std::fs::metadata(dir.join(file))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            assert!(size > 0 && size <= 400, "{file}: {size}");
+        }
+        assert!(!dir.join("audit.log.3").exists());
+        assert_eq!(log.failures.load(Ordering::SeqCst), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_written_is_counted_and_can_refuse() {
+        let dir = dir("failing");
+        std::fs::create_dir_all(dir.join("audit.log")).expect("a folder where the file goes");
+        let settings = AuditSettings {
+            refuse_on_failure: true,
+            ..AuditSettings::default()
+        };
+        let log = AuditLog::start(&settings, &dir);
+        log.record(&Entry::default());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !log.refuses() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(log.refuses());
+        assert_eq!(log.failures.load(Ordering::SeqCst), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
