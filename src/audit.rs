@@ -221,6 +221,25 @@ impl AuditLog {
     }
 }
 
+/// About how many bytes `value` takes as JSON, without writing it out (results can be megabytes,
+/// and this runs on the worker that answers the call): the length of its strings plus a little
+/// for each number and punctuation mark.
+pub fn approximate_size(value: &Value) -> usize {
+    match value {
+        Value::Null => 4,
+        Value::Bool(_) => 5,
+        Value::Number(_) => 8,
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => 2 + items.iter().map(|v| approximate_size(v) + 1).sum::<usize>(),
+        Value::Object(map) => {
+            2 + map
+                .iter()
+                .map(|(k, v)| k.len() + 4 + approximate_size(v))
+                .sum::<usize>()
+        }
+    }
+}
+
 struct Writer {
     path: PathBuf,
     max_bytes: u64,
@@ -370,6 +389,15 @@ mod tests {
         }
         assert!(line["time"].as_str().is_some() && line["duration_ms"].as_f64() == Some(12.0));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sizes_are_close_to_the_json() {
+        let value =
+            json!({"content": [{"type": "text", "text": "x".repeat(1000)}], "isError": false});
+        let exact = value.to_string().len();
+        let estimate = approximate_size(&value);
+        assert!(estimate.abs_diff(exact) < 32, "{estimate} vs {exact}");
     }
 
     #[test]

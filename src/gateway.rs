@@ -397,7 +397,7 @@ impl Gateway {
                 (
                     if failed { "error" } else { "ok" },
                     None,
-                    Some(result.to_string().len()),
+                    Some(crate::audit::approximate_size(result)),
                 )
             }
             Err(e) => ("error", Some(e.message.as_str()), None),

@@ -95,6 +95,13 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="mcpgw-bench-"))
     weather = support.start_weather(workdir)
     gateway = support.Gateway(workdir, [weather])
+    if os.environ.get("BENCH_AUDIT") == "off":  # to measure what the audit log costs
+        import json
+
+        config = json.loads(gateway.config_path.read_text())
+        config["audit"] = {"enabled": False}
+        gateway.config_path.write_text(json.dumps(config))
+    print(f"audit log: {'off' if os.environ.get('BENCH_AUDIT') == 'off' else 'on'} (BENCH_AUDIT=off switches it off)")
     try:
         gateway.start()
         assert gateway.proc is not None
