@@ -1,6 +1,7 @@
 //! The core every face calls: the backends, the aggregated catalog, the token store, and the
 //! one path a tool call takes (route, call, report).
 
+use crate::audit::AuditContext;
 use crate::backend::{Backend, CallError, CallOptions};
 use crate::builtin;
 use crate::catalog::{Catalog, Route, Source};
@@ -278,7 +279,8 @@ impl Gateway {
                     ),
                 )
                 .with_data(json!({"name": name}));
-                self.audit_refusal(&options, "tools/call", "", &name, &params, &error);
+                let call = Audited::tool("", &name, &params);
+                self.audit_refusal(options.audit.as_ref(), &call, &error);
                 Err(error)
             }
             Some(Route::Builtin(tool)) => {
@@ -288,15 +290,8 @@ impl Gateway {
                     .unwrap_or_else(|| json!({}));
                 let started = Instant::now();
                 let outcome = builtin::call(self, principal, tool, &arguments);
-                self.audit_outcome(
-                    &options,
-                    "tools/call",
-                    "gateway",
-                    &name,
-                    &params,
-                    started,
-                    &outcome,
-                );
+                let call = Audited::tool("gateway", &name, &params);
+                self.audit_outcome(options.audit.as_ref(), &call, started, &outcome);
                 outcome
             }
             Some(Route::Backend { backend, original }) => {
@@ -308,29 +303,19 @@ impl Gateway {
                     if !violations.is_empty() {
                         let error = invalid_arguments(&name, &violations);
                         let server = self.backends.get(*backend).map(|b| b.name()).unwrap_or("");
-                        self.audit_refusal(&options, "tools/call", server, &name, &params, &error);
+                        let call = Audited::tool(server, &name, &params);
+                        self.audit_refusal(options.audit.as_ref(), &call, &error);
                         return Err(error);
                     }
                 }
                 let shown = params.clone();
                 params.insert("name".into(), json!(original));
                 let started = Instant::now();
-                let audit = options.audit.clone();
+                let who = options.audit.clone();
                 let outcome = self.forward_unaudited(*backend, "tools/call", params, options, link);
                 let server = self.backends.get(*backend).map(|b| b.name()).unwrap_or("");
-                let options = CallOptions {
-                    audit,
-                    ..CallOptions::default()
-                };
-                self.audit_outcome(
-                    &options,
-                    "tools/call",
-                    server,
-                    &name,
-                    &shown,
-                    started,
-                    &outcome,
-                );
+                let call = Audited::tool(server, &name, &shown);
+                self.audit_outcome(who.as_ref(), &call, started, &outcome);
                 outcome
             }
         }
@@ -366,77 +351,65 @@ impl Gateway {
             .unwrap_or("")
             .to_string();
         let shown = params.clone();
-        let audit = options.audit.clone();
+        let who = options.audit.clone();
         let started = Instant::now();
         let outcome = self.forward_unaudited(index, method, params, options, link);
         let server = self.backends.get(index).map(|b| b.name()).unwrap_or("");
-        let options = CallOptions {
-            audit,
-            ..CallOptions::default()
+        let call = Audited {
+            action: method,
+            server,
+            name: &name,
+            params: &shown,
         };
-        self.audit_outcome(&options, method, server, &name, &shown, started, &outcome);
+        self.audit_outcome(who.as_ref(), &call, started, &outcome);
         outcome
     }
 
     /// Writes the audit line of a call that was made.
-    #[allow(clippy::too_many_arguments)]
     fn audit_outcome(
         &self,
-        options: &CallOptions,
-        action: &str,
-        server: &str,
-        name: &str,
-        params: &Map<String, Value>,
+        who: Option<&AuditContext>,
+        call: &Audited<'_>,
         started: Instant,
         outcome: &Result<Value, RpcError>,
     ) {
-        let Some(who) = &options.audit else { return };
         let (label, detail, bytes) = match outcome {
             Ok(result) => {
                 let failed = result.get("isError").and_then(Value::as_bool) == Some(true);
-                (
-                    if failed { "error" } else { "ok" },
-                    None,
-                    Some(crate::audit::approximate_size(result)),
-                )
+                let label = if failed { "error" } else { "ok" };
+                (label, None, Some(crate::audit::approximate_size(result)))
             }
             Err(e) => ("error", Some(e.message.as_str()), None),
         };
-        self.audit.record(&crate::audit::Entry {
-            face: who.face,
-            principal: &who.principal,
-            action,
-            server,
-            name,
-            arguments: params.get("arguments"),
-            outcome: label,
-            detail,
-            duration: Some(started.elapsed()),
-            result_bytes: bytes,
-        });
+        self.audit_line(who, call, label, detail, Some(started.elapsed()), bytes);
     }
 
     /// Writes the audit line of a call the gateway refused.
-    fn audit_refusal(
+    fn audit_refusal(&self, who: Option<&AuditContext>, call: &Audited<'_>, error: &RpcError) {
+        self.audit_line(who, call, "refused", Some(&error.message), None, None);
+    }
+
+    fn audit_line(
         &self,
-        options: &CallOptions,
-        action: &str,
-        server: &str,
-        name: &str,
-        params: &Map<String, Value>,
-        error: &RpcError,
+        who: Option<&AuditContext>,
+        call: &Audited<'_>,
+        outcome: &str,
+        detail: Option<&str>,
+        duration: Option<std::time::Duration>,
+        result_bytes: Option<usize>,
     ) {
-        let Some(who) = &options.audit else { return };
+        let Some(who) = who else { return };
         self.audit.record(&crate::audit::Entry {
             face: who.face,
             principal: &who.principal,
-            action,
-            server,
-            name,
-            arguments: params.get("arguments"),
-            outcome: "refused",
-            detail: Some(&error.message),
-            ..crate::audit::Entry::default()
+            action: call.action,
+            server: call.server,
+            name: call.name,
+            arguments: call.params.get("arguments"),
+            outcome,
+            detail,
+            duration,
+            result_bytes,
         });
     }
 
@@ -564,6 +537,25 @@ fn ask_embedded_requests(
         answers.insert(key.clone(), answer);
     }
     Ok(answers)
+}
+
+/// What an audit line says a call was.
+struct Audited<'a> {
+    action: &'a str,
+    server: &'a str,
+    name: &'a str,
+    params: &'a Map<String, Value>,
+}
+
+impl<'a> Audited<'a> {
+    fn tool(server: &'a str, name: &'a str, params: &'a Map<String, Value>) -> Audited<'a> {
+        Audited {
+            action: "tools/call",
+            server,
+            name,
+            params,
+        }
+    }
 }
 
 /// -32602 for arguments the tool's `inputSchema` refuses: every violation with its JSON pointer
