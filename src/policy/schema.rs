@@ -1863,51 +1863,28 @@ impl Schema {
 }
 
 fn check_number(r: &NumRules, x: &Number, path: &Path, cx: &mut Ctx, collect: bool) -> bool {
-    use std::cmp::Ordering::{Greater, Less};
+    use std::cmp::Ordering::{Equal, Greater, Less};
     let mut ok = true;
     let x = Num::of(x);
-    if let Some(m) = r.minimum {
-        if x.cmp(m) == Less {
-            fail!(
-                ok,
-                cx,
-                collect,
-                path,
-                format!("expected a number >= {m}, got {x}")
-            );
-        }
-    }
-    if let Some(m) = r.maximum {
-        if x.cmp(m) == Greater {
-            fail!(
-                ok,
-                cx,
-                collect,
-                path,
-                format!("expected a number <= {m}, got {x}")
-            );
-        }
-    }
-    if let Some(m) = r.exclusive_minimum {
-        if x.cmp(m) != Greater {
-            fail!(
-                ok,
-                cx,
-                collect,
-                path,
-                format!("expected a number > {m}, got {x}")
-            );
-        }
-    }
-    if let Some(m) = r.exclusive_maximum {
-        if x.cmp(m) != Less {
-            fail!(
-                ok,
-                cx,
-                collect,
-                path,
-                format!("expected a number < {m}, got {x}")
-            );
+    // Each bound, the orderings of the instance against it that break it, and the comparison
+    // the message asks for.
+    let bounds = [
+        (r.minimum, [Less, Less], ">="),
+        (r.maximum, [Greater, Greater], "<="),
+        (r.exclusive_minimum, [Less, Equal], ">"),
+        (r.exclusive_maximum, [Greater, Equal], "<"),
+    ];
+    for (bound, breaking, op) in bounds {
+        if let Some(m) = bound {
+            if breaking.contains(&x.cmp(m)) {
+                fail!(
+                    ok,
+                    cx,
+                    collect,
+                    path,
+                    format!("expected a number {op} {m}, got {x}")
+                );
+            }
         }
     }
     if let Some(d) = r.multiple_of {
