@@ -308,13 +308,15 @@ impl Gateway {
                         return Err(error);
                     }
                 }
-                let shown = params.clone();
+                // The backend gets its own name; the audit line keeps the one the client used.
                 params.insert("name".into(), json!(original));
                 let started = Instant::now();
-                let who = options.audit.clone();
-                let outcome = self.forward_unaudited(*backend, "tools/call", params, options, link);
+                let mut options = options;
+                let who = options.audit.take();
+                let outcome =
+                    self.forward_unaudited(*backend, "tools/call", &params, options, link);
                 let server = self.backends.get(*backend).map(|b| b.name()).unwrap_or("");
-                let call = Audited::tool(server, &name, &shown);
+                let call = Audited::tool(server, &name, &params);
                 self.audit_outcome(who.as_ref(), &call, started, &outcome);
                 outcome
             }
@@ -339,7 +341,7 @@ impl Gateway {
         // the client used.
         let audited = matches!(method, "prompts/get" | "resources/read");
         if !audited {
-            return self.forward_unaudited(index, method, params, options, link);
+            return self.forward_unaudited(index, method, &params, options, link);
         }
         let name = params
             .get(if method == "resources/read" {
@@ -350,16 +352,16 @@ impl Gateway {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let shown = params.clone();
-        let who = options.audit.clone();
+        let mut options = options;
+        let who = options.audit.take();
         let started = Instant::now();
-        let outcome = self.forward_unaudited(index, method, params, options, link);
+        let outcome = self.forward_unaudited(index, method, &params, options, link);
         let server = self.backends.get(index).map(|b| b.name()).unwrap_or("");
         let call = Audited {
             action: method,
             server,
             name: &name,
-            params: &shown,
+            params: &params,
         };
         self.audit_outcome(who.as_ref(), &call, started, &outcome);
         outcome
@@ -419,7 +421,7 @@ impl Gateway {
         &self,
         index: usize,
         method: &str,
-        params: Map<String, Value>,
+        params: &Map<String, Value>,
         options: CallOptions,
         link: &mut dyn ClientLink,
     ) -> Result<Value, RpcError> {
@@ -435,10 +437,12 @@ impl Gateway {
                 "route to a backend that does not exist",
             ));
         };
-        let mut params = params;
+        // The caller keeps `params` (for its audit line); a retry carries the answers as well.
+        let mut retry: Option<Map<String, Value>> = None;
         for _ in 0..=MAX_INPUT_ROUNDS {
+            let sent = retry.clone().unwrap_or_else(|| params.clone());
             let result = backend
-                .call(method, params.clone(), options.clone(), link)
+                .call(method, sent, options.clone(), link)
                 .map_err(|e| {
                     if !matches!(e, CallError::Rpc(_)) {
                         log::warn!("{method} on '{}' failed: {e}", backend.name());
@@ -451,10 +455,11 @@ impl Gateway {
                 return Ok(result);
             }
             let answers = ask_embedded_requests(&result, link)?;
-            params.insert("inputResponses".into(), Value::Object(answers));
+            let next = retry.get_or_insert_with(|| params.clone());
+            next.insert("inputResponses".into(), Value::Object(answers));
             match result.get("requestState") {
-                Some(state) => params.insert("requestState".into(), state.clone()),
-                None => params.remove("requestState"),
+                Some(state) => next.insert("requestState".into(), state.clone()),
+                None => next.remove("requestState"),
             };
         }
         Err(RpcError::new(
