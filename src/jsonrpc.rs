@@ -16,6 +16,10 @@ pub const INTERNAL_ERROR: i64 = -32603;
 pub const HEADER_MISMATCH: i64 = -32020;
 /// 2026-07-28: the requested protocol version is not supported.
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+/// 2026-07-28: the client lacks a capability the request needs (HTTP 400).
+pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
+/// mcp-gateway: a request over a rate limit (HTTP 429; `data.retryAfterMs`).
+pub const RATE_LIMITED: i64 = -32029;
 
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,9 +9,7 @@
 use crate::jsonrpc::{self, RpcError};
 use serde_json::{json, Value};
 
-/// JSON-RPC error code for a request the client cannot serve because it did not declare the
-/// capability (2026-07-28 `MISSING_REQUIRED_CLIENT_CAPABILITY`).
-pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
+pub use crate::jsonrpc::MISSING_CLIENT_CAPABILITY;
 
 /// The methods a backend may ask of the client while it handles a call.
 pub const CLIENT_METHODS: &[&str] = &["sampling/createMessage", "elicitation/create", "roots/list"];

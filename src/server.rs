@@ -388,7 +388,7 @@ fn rate_limited(request: Request, principal: &str, limited: Limited, openai: boo
     let body = if openai {
         json!({"error": {"message": message, "type": "requests", "param": null, "code": "rate_limit_exceeded"}})
     } else {
-        json!({"jsonrpc": "2.0", "id": null, "error": {"code": RATE_LIMITED, "message": message,
+        json!({"jsonrpc": "2.0", "id": null, "error": {"code": crate::jsonrpc::RATE_LIMITED, "message": message,
             "data": {"retryAfterMs": millis, "limit": if limited.own { "principal" } else { "global" }}}})
     };
     respond_json(
@@ -398,9 +398,6 @@ fn rate_limited(request: Request, principal: &str, limited: Limited, openai: boo
         &[("Retry-After".to_string(), seconds.to_string())],
     );
 }
-
-/// The JSON-RPC error code of a rate-limited request (implementation-defined server error).
-pub const RATE_LIMITED: i64 = -32029;
 
 fn too_large(request: Request, limit: usize) {
     let message = format!("the request body is larger than {limit} bytes (limits.max_body_bytes)");

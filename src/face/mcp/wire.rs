@@ -122,7 +122,7 @@ pub(super) fn modern_status(error: &RpcError) -> u16 {
         | jsonrpc::INVALID_PARAMS
         | jsonrpc::HEADER_MISMATCH
         | jsonrpc::UNSUPPORTED_PROTOCOL_VERSION
-        | crate::link::MISSING_CLIENT_CAPABILITY => 400,
+        | jsonrpc::MISSING_CLIENT_CAPABILITY => 400,
         jsonrpc::METHOD_NOT_FOUND => 404,
         _ => 200,
     }
