@@ -1284,14 +1284,8 @@ mod tests {
 
     fn authorize(s: &OAuthServer, client: &Client) -> String {
         let request = AuthorizeRequest {
-            response_type: Some("code".into()),
-            client_id: Some(client.client_id.clone()),
-            redirect_uri: Some(client.redirect_uris[0].clone()),
-            code_challenge: Some(s256(VERIFIER)),
-            code_challenge_method: Some("S256".into()),
-            state: Some("xyz".into()),
             resource: Some(format!("{RESOURCE}/")),
-            scope: None,
+            ..request_for(client)
         };
         let (csrf, _) = s
             .start_authorization(&request, RESOURCE, "192.0.2.1")
