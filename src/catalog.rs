@@ -16,7 +16,7 @@ use crate::config::{join_path, Naming, Problem, ServerConfig, BUILTIN_SERVER};
 use crate::policy::Schema;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Separator between server and tool name.
@@ -49,6 +49,8 @@ pub struct Source<'a> {
     pub deny: &'a [String],
     /// Its prefix, renames, description overrides and hidden names.
     pub naming: &'a Naming,
+    /// Globs of its own tool names that count as read-only without `readOnlyHint`.
+    pub read_only: &'a [String],
     /// What it offers.
     pub lists: &'a crate::backend::Lists,
 }
@@ -119,6 +121,9 @@ pub struct Catalog {
     /// The compiled `inputSchema` of each backend tool, by exposed name (a tool whose schema
     /// cannot be compiled has none, and its calls go unchecked).
     tool_schemas: HashMap<String, Arc<Schema>>,
+    /// Exposed names of the tools that count as read-only (`annotations.readOnlyHint: true`, or
+    /// the server's `read_only_tools`).
+    read_only_tools: HashSet<String>,
     prompt_routes: HashMap<String, Route>,
     resource_routes: HashMap<String, usize>,
     template_routes: Vec<(String, usize)>,
@@ -132,6 +137,9 @@ impl Catalog {
         let mut catalog = Catalog::default();
         for tool in builtin_tools {
             if let Some(name) = tool.get("name").and_then(Value::as_str) {
+                if marked_read_only(&tool) {
+                    catalog.read_only_tools.insert(name.to_string());
+                }
                 catalog
                     .tool_routes
                     .insert(name.to_string(), Route::Builtin(name.to_string()));
@@ -210,6 +218,10 @@ impl Catalog {
             return;
         }
         items.push(source.present(def, &exposed, original));
+        let listed_read_only = || source.read_only.iter().any(|g| glob_match(g, original));
+        if kind == Named::Tool && (marked_read_only(def) || listed_read_only()) {
+            self.read_only_tools.insert(exposed.clone());
+        }
         if let (Named::Tool, Some(schema)) = (&kind, def.get("inputSchema")) {
             match Schema::compile(schema) {
                 Ok(compiled) => {
@@ -241,6 +253,15 @@ impl Catalog {
 
     /// The entries of one list whose backend passes `allowed` (the gateway's own always do).
     pub fn visible(&self, kind: ListKind, allowed: &dyn Fn(usize) -> bool) -> Vec<Value> {
+        self.visible_where(kind, &|owner, _| owner.map(allowed).unwrap_or(true))
+    }
+
+    /// The entries of one list that `keep` keeps, given each entry's backend (`None`: ours).
+    pub fn visible_where(
+        &self,
+        kind: ListKind,
+        keep: &dyn Fn(Option<usize>, &Value) -> bool,
+    ) -> Vec<Value> {
         let (items, owners) = match kind {
             ListKind::Tools => (&self.tools, &self.owners[kind.index()]),
             ListKind::Prompts => (&self.prompts, &self.owners[kind.index()]),
@@ -250,9 +271,14 @@ impl Catalog {
         items
             .iter()
             .zip(owners)
-            .filter(|(_, owner)| owner.map(allowed).unwrap_or(true))
+            .filter(|(item, owner)| keep(**owner, item))
             .map(|(item, _)| item.clone())
             .collect()
+    }
+
+    /// Whether the tool clients know as `name` counts as read-only.
+    pub fn is_read_only(&self, name: &str) -> bool {
+        self.read_only_tools.contains(name)
     }
 
     /// Route of a namespaced tool.
@@ -492,6 +518,13 @@ fn server_path(name: &str) -> String {
     join_path("$.mcpServers", name)
 }
 
+/// Whether a tool definition says `annotations.readOnlyHint: true`.
+fn marked_read_only(def: &Value) -> bool {
+    def.pointer("/annotations/readOnlyHint")
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
 /// Whether a tool passes the server's allow and deny globs.
 pub fn tool_visible(name: &str, allow: &[String], deny: &[String]) -> bool {
     (allow.is_empty() || allow.iter().any(|g| glob_match(g, name)))
@@ -625,6 +658,7 @@ mod tests {
                     allow: &[],
                     deny: &[],
                     naming: &nas,
+                    read_only: &[],
                     lists: &a,
                 },
                 Source {
@@ -632,6 +666,7 @@ mod tests {
                     allow: &[],
                     deny: &deny,
                     naming: &nas2,
+                    read_only: &[],
                     lists: &b,
                 },
             ],
@@ -726,6 +761,7 @@ mod tests {
                 allow: &[],
                 deny: &[],
                 naming,
+                read_only: &[],
                 lists,
             })
             .collect();
@@ -823,6 +859,7 @@ mod tests {
                 allow: &[],
                 deny: &deny,
                 naming: &hidden,
+                read_only: &[],
                 lists: &lists,
             }],
         );

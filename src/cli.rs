@@ -15,7 +15,8 @@ mcp-gateway: one authenticated door to a household's MCP servers
 
 USAGE:
     mcp-gateway serve [--config PATH] [--listen ADDR]
-    mcp-gateway token create NAME [--config PATH]
+    mcp-gateway token create NAME [ACCESS] [--config PATH]
+    mcp-gateway token access NAME [ACCESS] [--config PATH]   (replaces its access)
     mcp-gateway token list [--config PATH]
     mcp-gateway token revoke NAME [--config PATH]
     mcp-gateway check-config --config PATH
@@ -29,6 +30,13 @@ OPTIONS:
     --config PATH   JSON config file (default: $MCP_GATEWAY_CONFIG, else the built-in
                     defaults: listen on 127.0.0.1:8080, state in ./mcp-gateway-state)
     --listen ADDR   address to listen on, overriding the config (e.g. 0.0.0.0:8080)
+
+ACCESS (for token create and token access; none: the token may reach everything):
+    --server NAME   only this server (repeat for more)
+    --allow GLOB    only tools and prompts whose names (as clients see them) match
+    --deny GLOB     never tools and prompts whose names match (wins over --allow)
+    --read-only     only tools marked read-only
+    --profile NAME  the rule of the config's profile NAME instead (alone)
 
 ENVIRONMENT:
     MCP_GATEWAY_CONFIG   config file path when --config is not given
@@ -49,6 +57,17 @@ pub enum Command {
     TokenCreate {
         /// Token name.
         name: String,
+        /// What it may reach.
+        access: TokenAccess,
+        /// Config file.
+        config: Option<PathBuf>,
+    },
+    /// Replace a token's access.
+    TokenAccess {
+        /// Token name.
+        name: String,
+        /// What it may reach from now on.
+        access: TokenAccess,
         /// Config file.
         config: Option<PathBuf>,
     },
@@ -103,6 +122,15 @@ pub enum Command {
     Version,
 }
 
+/// The access flags of `token create` and `token access`.
+#[derive(Debug, Default, PartialEq)]
+pub struct TokenAccess {
+    /// The rule given by `--server`, `--allow`, `--deny` and `--read-only`.
+    pub rule: crate::policy::AccessRule,
+    /// `--profile`.
+    pub profile: Option<String>,
+}
+
 /// Parses arguments (without the program name). `env_config` is `$MCP_GATEWAY_CONFIG`.
 pub fn parse(args: &[String], env_config: Option<String>) -> Result<Command, String> {
     let mut positional = Vec::new();
@@ -110,6 +138,8 @@ pub fn parse(args: &[String], env_config: Option<String>) -> Result<Command, Str
     let mut listen = None;
     let mut redirect_uris = Vec::new();
     let mut confidential = false;
+    let mut access = TokenAccess::default();
+    let mut servers: Vec<String> = Vec::new();
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -139,11 +169,49 @@ pub fn parse(args: &[String], env_config: Option<String>) -> Result<Command, Str
                     .ok_or("--redirect-uri needs a URL")?,
             ),
             "--confidential" => confidential = true,
+            "--server" => servers.push(
+                inline
+                    .or_else(|| iter.next().cloned())
+                    .ok_or("--server needs a server name")?,
+            ),
+            "--allow" => access.rule.allow.push(
+                inline
+                    .or_else(|| iter.next().cloned())
+                    .ok_or("--allow needs a glob such as 'home__light*'")?,
+            ),
+            "--deny" => access.rule.deny.push(
+                inline
+                    .or_else(|| iter.next().cloned())
+                    .ok_or("--deny needs a glob such as '*unlock*'")?,
+            ),
+            "--read-only" => access.rule.read_only = true,
+            "--profile" => {
+                access.profile = Some(
+                    inline
+                        .or_else(|| iter.next().cloned())
+                        .ok_or("--profile needs a profile name from the config")?,
+                )
+            }
             f if f.starts_with('-') => return Err(format!("unknown option {f}")),
             _ => positional.push(arg.as_str()),
         }
     }
     let config = config.or_else(|| env_config.filter(|s| !s.is_empty()).map(PathBuf::from));
+    if !servers.is_empty() {
+        access.rule.servers = Some(servers);
+    }
+    let has_access = access != TokenAccess::default();
+    if access.profile.is_some() && !access.rule.is_everything() {
+        return Err("--profile stands alone: the profile's rule replaces --server, --allow, --deny and --read-only".to_string());
+    }
+    let token_access = |cmd: &[&str]| {
+        if has_access && !matches!(cmd, ["token", "create", _] | ["token", "access", _]) {
+            Err("--server, --allow, --deny, --read-only and --profile apply to token create and token access only".to_string())
+        } else {
+            Ok(())
+        }
+    };
+    token_access(positional.as_slice())?;
     let reject_listen = |cmd: &str| {
         if listen.is_some() {
             Err(format!("--listen does not apply to {cmd}"))
@@ -158,6 +226,12 @@ pub fn parse(args: &[String], env_config: Option<String>) -> Result<Command, Str
         ["serve"] => Ok(Command::Serve { config, listen }),
         ["token", "create", name] => reject_listen("token").map(|_| Command::TokenCreate {
             name: name.to_string(),
+            access,
+            config,
+        }),
+        ["token", "access", name] => reject_listen("token").map(|_| Command::TokenAccess {
+            name: name.to_string(),
+            access,
             config,
         }),
         ["token", "revoke", name] => reject_listen("token").map(|_| Command::TokenRevoke {
@@ -165,7 +239,7 @@ pub fn parse(args: &[String], env_config: Option<String>) -> Result<Command, Str
             config,
         }),
         ["token", "list"] => reject_listen("token").map(|_| Command::TokenList { config }),
-        ["token", ..] => Err("use: token create NAME | token list | token revoke NAME".to_string()),
+        ["token", ..] => Err("use: token create NAME [ACCESS] | token access NAME [ACCESS] | token list | token revoke NAME".to_string()),
         ["check-config"] => reject_listen("check-config").map(|_| Command::CheckConfig { config }),
         ["oauth", "set-password"] => Ok(Command::OAuthSetPassword { config }),
         ["oauth", "list"] => Ok(Command::OAuthList { config }),
@@ -225,16 +299,41 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
                 1
             }
         },
-        Command::TokenCreate { name, config } => {
-            with_state_config(config, |c| match tokens::create(&c.state_dir, &name) {
+        Command::TokenCreate {
+            name,
+            access,
+            config,
+        } => with_state_config(config, |c| {
+            if let Err(e) = check_access(&c, &access) {
+                return fail(e);
+            }
+            let shown = describe(&access);
+            match tokens::create_with_access(&c.state_dir, &name, access.rule, access.profile) {
                 Ok(token) => {
-                    println!("Created token \"{name}\" (state in {}). It is shown only this once; store it now:", c.state_dir.display());
+                    println!("Created token \"{name}\" with access: {shown} (state in {}). It is shown only this once; store it now:", c.state_dir.display());
                     println!("{token}");
                     0
                 }
                 Err(e) => fail(e),
-            })
-        }
+            }
+        }),
+        Command::TokenAccess {
+            name,
+            access,
+            config,
+        } => with_state_config(config, |c| {
+            if let Err(e) = check_access(&c, &access) {
+                return fail(e);
+            }
+            let shown = describe(&access);
+            match tokens::set_access(&c.state_dir, &name, access.rule, access.profile) {
+                Ok(()) => {
+                    println!("Token \"{name}\" now has access: {shown}. A running gateway uses it from the next request.");
+                    0
+                }
+                Err(e) => fail(e),
+            }
+        }),
         Command::TokenRevoke { name, config } => {
             with_state_config(config, |c| match tokens::revoke(&c.state_dir, &name) {
                 Ok(()) => {
@@ -251,13 +350,17 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
                     0
                 }
                 Ok(list) => {
-                    println!("{:<24} {:<22} LAST USED", "NAME", "CREATED");
+                    println!(
+                        "{:<24} {:<22} {:<22} ACCESS",
+                        "NAME", "CREATED", "LAST USED"
+                    );
                     for (record, used) in list {
                         println!(
-                            "{:<24} {:<22} {}",
+                            "{:<24} {:<22} {:<22} {}",
                             record.name,
                             format_time(record.created),
-                            used.map(format_time).unwrap_or_else(|| "never".into())
+                            used.map(format_time).unwrap_or_else(|| "never".into()),
+                            record.describe_access()
                         );
                     }
                     0
@@ -364,6 +467,40 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
         }
         Command::Serve { config, listen } => with_config(config, |c| serve(c, listen)),
     }
+}
+
+/// The access flags in words, as `token list` shows them.
+fn describe(access: &TokenAccess) -> String {
+    match &access.profile {
+        Some(profile) => format!("profile={profile}"),
+        None => access.rule.describe(),
+    }
+}
+
+/// Refuses access flags that name a server or profile the config does not have (a typo would
+/// otherwise make a token that reaches nothing).
+fn check_access(config: &Config, access: &TokenAccess) -> Result<(), String> {
+    if let Some(profile) = &access.profile {
+        if !config.profiles.contains_key(profile) {
+            let known: Vec<&str> = config.profiles.keys().map(String::as_str).collect();
+            return Err(format!(
+                "the config has no profile \"{profile}\" (profiles: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+    }
+    for server in access.rule.servers.iter().flatten() {
+        if !config.servers.iter().any(|s| &s.name == server) {
+            return Err(format!(
+                "the config has no server \"{server}\" (hint: --server takes a name under mcpServers)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn fail(e: impl std::fmt::Display) -> i32 {
@@ -554,9 +691,39 @@ mod tests {
             parse(&args("token create laptop --config=x.json"), None),
             Ok(Command::TokenCreate {
                 name: "laptop".into(),
+                access: TokenAccess::default(),
                 config: Some("x.json".into())
             })
         );
+        let Ok(Command::TokenCreate { access, .. }) = parse(
+            &args("token create kids --server house --allow house__* --deny=*unlock* --read-only"),
+            None,
+        ) else {
+            panic!("token create with access flags did not parse");
+        };
+        assert_eq!(
+            access.rule.describe(),
+            "servers=house allow=house__* deny=*unlock* read-only"
+        );
+        assert_eq!(
+            parse(&args("token access kids --profile kids"), None),
+            Ok(Command::TokenAccess {
+                name: "kids".into(),
+                access: TokenAccess {
+                    rule: crate::policy::AccessRule::everything(),
+                    profile: Some("kids".into())
+                },
+                config: None
+            })
+        );
+        assert!(
+            parse(&args("token create a --profile kids --read-only"), None)
+                .unwrap_err()
+                .contains("--profile stands alone")
+        );
+        assert!(parse(&args("token list --read-only"), None)
+            .unwrap_err()
+            .contains("token create and token access only"));
         assert_eq!(
             parse(&args("token list"), None),
             Ok(Command::TokenList { config: None })

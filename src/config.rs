@@ -42,6 +42,10 @@ pub struct Config {
     pub openai: OpenAiSettings,
     /// The audit log's settings.
     pub audit: crate::audit::AuditSettings,
+    /// Named access rules tokens can refer to (`token create NAME --profile P`).
+    pub profiles: BTreeMap<String, crate::policy::AccessRule>,
+    /// What happens to a `confirm` tool when the client cannot be asked.
+    pub confirm_fallback: crate::policy::confirm::Fallback,
     /// Where the config came from, for messages.
     pub source: Option<PathBuf>,
 }
@@ -72,6 +76,10 @@ pub struct Limits {
     pub principal_rate: Option<crate::policy::ratelimit::Rate>,
     /// Requests a minute all principals together may make (`None`: no limit), with its burst.
     pub global_rate: Option<crate::policy::ratelimit::Rate>,
+    /// Results the result cache holds at most.
+    pub cache_max_entries: usize,
+    /// Bytes the result cache holds at most.
+    pub cache_max_bytes: usize,
 }
 
 impl Default for Limits {
@@ -88,6 +96,8 @@ impl Default for Limits {
             max_connections_per_address: 64,
             principal_rate: None,
             global_rate: None,
+            cache_max_entries: 1000,
+            cache_max_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -155,6 +165,12 @@ pub struct ServerConfig {
     pub tools_deny: Vec<String>,
     /// How its tool and prompt names are shown to clients.
     pub naming: Naming,
+    /// Globs of its own tool names that need the user's confirmation before each call.
+    pub confirm: Vec<String>,
+    /// Globs of its own tool names that count as read-only even without `readOnlyHint`.
+    pub read_only_tools: Vec<String>,
+    /// How long results of its read-only tools are kept (`None`: not cached).
+    pub cache_ttl: Option<Duration>,
 }
 
 /// How one backend's tool and prompt names are shown to clients (`prefix`, `rename`,
@@ -301,6 +317,8 @@ impl Config {
             oauth: crate::oauth::OAuthSettings::default(),
             openai: OpenAiSettings::default(),
             audit: crate::audit::AuditSettings::default(),
+            profiles: BTreeMap::new(),
+            confirm_fallback: crate::policy::confirm::Fallback::Refuse,
             source: None,
         }
     }
@@ -506,6 +524,8 @@ const AUDIT_KEYS: &[&str] = &[
 ];
 const TOP_KEYS: &[&str] = &[
     "audit",
+    "profiles",
+    "confirm_fallback",
     "openai",
     "oauth",
     "mcpServers",
@@ -530,7 +550,10 @@ const LIMIT_KEYS: &[&str] = &[
     "principal_burst",
     "global_requests_per_minute",
     "global_burst",
+    "cache_max_entries",
+    "cache_max_bytes",
 ];
+const PROFILE_KEYS: &[&str] = &["servers", "allow", "deny", "read_only"];
 const STDIO_KEYS: &[&str] = &[
     "command",
     "args",
@@ -545,6 +568,9 @@ const STDIO_KEYS: &[&str] = &[
     "rename",
     "description",
     "hide",
+    "confirm",
+    "read_only_tools",
+    "cache_ttl_secs",
 ];
 const HTTP_KEYS: &[&str] = &[
     "url",
@@ -558,6 +584,9 @@ const HTTP_KEYS: &[&str] = &[
     "rename",
     "description",
     "hide",
+    "confirm",
+    "read_only_tools",
+    "cache_ttl_secs",
 ];
 const TOOLS_KEYS: &[&str] = &["allow", "deny"];
 
@@ -840,6 +869,26 @@ impl Checker {
                 "write {\"name\": {\"command\": \"...\"}}",
             ),
         }
+        match top.get("profiles") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(profiles)) => {
+                config.profiles = self.profiles(profiles, &config.servers)
+            }
+            Some(other) => self.problem(
+                "$.profiles",
+                format!("expected an object, found {}", kind(other)),
+                "write {\"kids\": {\"servers\": [\"home\"], \"read_only\": true}}",
+            ),
+        }
+        match self.string(top, "$", "confirm_fallback").as_deref() {
+            None | Some("refuse") => {}
+            Some("allow") => config.confirm_fallback = crate::policy::confirm::Fallback::Allow,
+            Some(other) => self.problem(
+                "$.confirm_fallback",
+                format!("\"{other}\" is not a fallback"),
+                "use \"refuse\" (the default: a client that cannot confirm cannot call confirm tools) or \"allow\"",
+            ),
+        }
         config
     }
 
@@ -882,6 +931,55 @@ impl Checker {
         limits.global_rate = self
             .number(map, path, "global_requests_per_minute", 1, 6_000_000)
             .map(|r| Rate::new(r, global_burst));
+        if let Some(v) = self.number(map, path, "cache_max_entries", 0, 1_000_000) {
+            limits.cache_max_entries = v as usize;
+        }
+        if let Some(v) = self.number(map, path, "cache_max_bytes", 0, 1 << 32) {
+            limits.cache_max_bytes = v as usize;
+        }
+    }
+
+    /// `"profiles": {"kids": {"servers": [...], "allow": [...], "deny": [...], "read_only": true}}`.
+    fn profiles(
+        &mut self,
+        map: &Map<String, Value>,
+        servers: &[ServerConfig],
+    ) -> BTreeMap<String, crate::policy::AccessRule> {
+        let mut profiles = BTreeMap::new();
+        for (name, entry) in map {
+            let path = join_path("$.profiles", name);
+            let Some(fields) = entry.as_object() else {
+                self.problem(
+                    &path,
+                    format!("expected an object, found {}", kind(entry)),
+                    "write {\"servers\": [\"home\"], \"deny\": [\"*unlock*\"], \"read_only\": true}",
+                );
+                continue;
+            };
+            self.unknown_keys(fields, &path, PROFILE_KEYS);
+            let listed = fields
+                .get("servers")
+                .map(|_| self.string_list(fields, &path, "servers"));
+            for server in listed.iter().flatten() {
+                if !servers.iter().any(|s| &s.name == server) {
+                    self.problem(
+                        &join_path(&path, "servers"),
+                        format!("no server named \"{server}\" under mcpServers"),
+                        "list names of mcpServers entries",
+                    );
+                }
+            }
+            profiles.insert(
+                name.clone(),
+                crate::policy::AccessRule {
+                    servers: listed,
+                    allow: self.string_list(fields, &path, "allow"),
+                    deny: self.string_list(fields, &path, "deny"),
+                    read_only: self.boolean(fields, &path, "read_only").unwrap_or(false),
+                },
+            );
+        }
+        profiles
     }
 
     fn openai(&mut self, map: &Map<String, Value>, base: &Path, openai: &mut OpenAiSettings) {
@@ -1145,6 +1243,11 @@ impl Checker {
             tools_allow: allow,
             tools_deny: deny,
             naming: self.naming(map, &path, name),
+            confirm: self.string_list(map, &path, "confirm"),
+            read_only_tools: self.string_list(map, &path, "read_only_tools"),
+            cache_ttl: self
+                .number(map, &path, "cache_ttl_secs", 1, 86_400)
+                .map(Duration::from_secs),
         })
     }
 

@@ -9,6 +9,9 @@ use crate::config::Config;
 use crate::jsonrpc::{self, RpcError};
 use crate::link::ClientLink;
 use crate::oauth::OAuthServer;
+use crate::policy::cache::{self, ResultCache};
+use crate::policy::confirm::{self, Fallback, Verdict};
+use crate::policy::AccessRule;
 use crate::tokens::TokenStore;
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -17,13 +20,13 @@ use std::time::Instant;
 /// How many `input_required` rounds one request may take before mcp-gateway gives up.
 pub const MAX_INPUT_ROUNDS: usize = 10;
 
-/// Who is calling: a static token's name or an OAuth grant, and which backends it may use.
+/// Who is calling: a static token's name or an OAuth grant, and what it may reach.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Principal {
     /// For logs: the token's name, or `oauth:<client name>`.
     pub name: String,
-    /// Backends it may use (`None`: all).
-    pub servers: Option<Vec<String>>,
+    /// Its access rule.
+    pub rule: AccessRule,
 }
 
 impl Principal {
@@ -31,16 +34,13 @@ impl Principal {
     pub fn unrestricted(name: impl Into<String>) -> Principal {
         Principal {
             name: name.into(),
-            servers: None,
+            rule: AccessRule::everything(),
         }
     }
 
-    /// Whether it may use the backend named `server`.
+    /// Whether it may use the backend named `server` at all.
     pub fn may_use(&self, server: &str) -> bool {
-        self.servers
-            .as_ref()
-            .map(|s| s.iter().any(|x| x == server))
-            .unwrap_or(true)
+        self.rule.permits_server(server)
     }
 }
 
@@ -81,6 +81,8 @@ pub struct Gateway {
     rebuilding: Mutex<()>,
     /// The audit log.
     pub audit: crate::audit::AuditLog,
+    /// Results of read-only tools of servers with `cache_ttl_secs`.
+    pub cache: ResultCache,
     listeners: RwLock<Vec<ChangeListener>>,
     notice_listeners: Arc<RwLock<Vec<NoticeListener>>>,
 }
@@ -121,6 +123,10 @@ impl Gateway {
                 catalog: RwLock::new(Arc::new(Catalog::default())),
                 rebuilding: Mutex::new(()),
                 audit: crate::audit::AuditLog::start(&config.audit, &config.state_dir),
+                cache: ResultCache::new(
+                    config.limits.cache_max_entries,
+                    config.limits.cache_max_bytes,
+                ),
                 listeners: RwLock::new(Vec::new()),
                 notice_listeners: Arc::new(RwLock::new(Vec::new())),
             }
@@ -201,6 +207,7 @@ impl Gateway {
                 allow: &b.config.tools_allow,
                 deny: &b.config.tools_deny,
                 naming: &b.config.naming,
+                read_only: &b.config.read_only_tools,
                 lists: l,
             })
             .collect();
@@ -250,9 +257,152 @@ impl Gateway {
         self.call_tool_params(principal, params, options, link)
     }
 
+    /// The one entry for every request that reaches a backend, from every face: resolves the
+    /// target in the catalog, applies `principal`'s access rule and the rest of the policy
+    /// (validation, confirmation, cache, audit), and forwards. `params` are the client's own
+    /// (without the 2026-07-28 envelope), which reach the backend as they are but for the
+    /// target's own name.
+    pub fn request(
+        &self,
+        principal: &Principal,
+        method: &str,
+        params: Map<String, Value>,
+        options: CallOptions,
+        link: &mut dyn ClientLink,
+    ) -> Result<Value, RpcError> {
+        let catalog = self.catalog();
+        match method {
+            "tools/call" => self.call_tool_params(principal, params, options, link),
+            "prompts/get" => {
+                let name = required_str(&params, "name", method)?.to_string();
+                let unknown = || {
+                    RpcError::new(
+                        jsonrpc::INVALID_PARAMS,
+                        format!("unknown prompt \"{name}\" (prompts/list shows what is offered)"),
+                    )
+                    .with_data(json!({"name": name}))
+                };
+                let Some(Route::Backend { backend, original }) = catalog.prompt(&name) else {
+                    return Err(unknown());
+                };
+                let server = self.server_name(*backend);
+                if let Err(refusal) = principal.rule.check_name(Some(server), &name) {
+                    let error = refusal.to_rpc("prompt", &name);
+                    let call = Audited::named(method, server, &name, &params);
+                    self.audit_refusal(options.audit.as_ref(), &call, &error);
+                    return Err(error);
+                }
+                let mut params = params;
+                params.insert("name".into(), json!(original));
+                self.forward(*backend, method, params, options, link)
+            }
+            "resources/read" => {
+                let uri = required_str(&params, "uri", method)?.to_string();
+                let owner = match self.resource_owner(principal, &uri) {
+                    Ok(owner) => owner,
+                    Err(error) => {
+                        let call = Audited::named(method, "", &uri, &params);
+                        self.audit_refusal(options.audit.as_ref(), &call, &error);
+                        return Err(error);
+                    }
+                };
+                self.forward(owner, method, params, options, link)
+            }
+            "completion/complete" => {
+                let reference = params.get("ref").cloned().unwrap_or(Value::Null);
+                let mut params = params;
+                let target = match reference.get("type").and_then(Value::as_str) {
+                    Some("ref/prompt") => {
+                        let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
+                        match catalog.prompt(name) {
+                            Some(Route::Backend { backend, original })
+                                if principal
+                                    .rule
+                                    .check_name(Some(self.server_name(*backend)), name)
+                                    .is_ok() =>
+                            {
+                                params.insert(
+                                    "ref".into(),
+                                    json!({"type": "ref/prompt", "name": original}),
+                                );
+                                Some(*backend)
+                            }
+                            _ => None,
+                        }
+                    }
+                    Some("ref/resource") => {
+                        reference.get("uri").and_then(Value::as_str).and_then(|u| {
+                            catalog
+                                .template_owner(u)
+                                .or_else(|| catalog.resource_owner(u))
+                                .filter(|b| self.allows(principal, *b))
+                        })
+                    }
+                    _ => None,
+                };
+                match target {
+                    Some(backend) => self.forward(backend, method, params, options, link),
+                    None => Err(RpcError::new(jsonrpc::INVALID_PARAMS, "completion/complete: \"ref\" names no prompt or resource template of this gateway")),
+                }
+            }
+            _ => Err(RpcError::new(
+                jsonrpc::METHOD_NOT_FOUND,
+                format!("method \"{method}\" is not routed to backends by mcp-gateway"),
+            )),
+        }
+    }
+
+    /// The backend that serves resource `uri` to `principal` (listed, or under a template): an
+    /// unknown URI and one of a server outside its rule get the same answer.
+    pub fn resource_owner(&self, principal: &Principal, uri: &str) -> Result<usize, RpcError> {
+        self.catalog()
+            .resource_owner(uri)
+            .filter(|b| self.allows(principal, *b))
+            .ok_or_else(|| {
+                RpcError::new(
+                    jsonrpc::INVALID_PARAMS,
+                    format!("unknown resource \"{uri}\" (resources/list and resources/templates/list show what is offered)"),
+                )
+                .with_data(json!({"uri": uri}))
+            })
+    }
+
+    /// The entries of list `kind` that `principal`'s access rule lets it see: the same rule
+    /// that guards its calls.
+    pub fn list(&self, principal: &Principal, kind: ListKind) -> Vec<Value> {
+        let catalog = self.catalog();
+        if principal.rule.is_everything() {
+            return catalog.visible(kind, &|_| true);
+        }
+        let rule = &principal.rule;
+        catalog.visible_where(kind, &|owner, item| {
+            let server = match owner {
+                Some(index) => match self.backends.get(index) {
+                    Some(backend) => Some(backend.name()),
+                    None => return false,
+                },
+                None => None,
+            };
+            let name = item.get("name").and_then(Value::as_str).unwrap_or("");
+            match kind {
+                ListKind::Tools => rule
+                    .check_tool(server, name, catalog.is_read_only(name))
+                    .is_ok(),
+                ListKind::Prompts => rule.check_name(server, name).is_ok(),
+                ListKind::Resources | ListKind::Templates => {
+                    server.map(|s| rule.permits_server(s)).unwrap_or(true)
+                }
+            }
+        })
+    }
+
     /// Like [`Gateway::call_tool`], with the client's whole `tools/call` params (`name`,
     /// `arguments` and whatever else it sent, e.g. `inputResponses`, `requestState`, `_meta`),
     /// which reach the backend as they are but for the tool's own name.
+    ///
+    /// The policy, in order: the tool must exist and the principal's rule allow it; its
+    /// arguments must pass its `inputSchema`; a `confirm` tool needs the user's yes; a cached
+    /// result of a read-only tool answers without the backend; every outcome is audited.
     pub fn call_tool_params(
         &self,
         principal: &Principal,
@@ -266,24 +416,29 @@ impl Gateway {
             .unwrap_or("")
             .to_string();
         let catalog = self.catalog();
-        let route = catalog.tool(&name).filter(|route| match route {
-            Route::Builtin(_) => true,
-            Route::Backend { backend, .. } => self.allows(principal, *backend),
-        });
-        match route {
-            None => {
-                let error = RpcError::new(
-                    jsonrpc::INVALID_PARAMS,
-                    format!(
-                        "unknown tool \"{name}\" (tools/list shows the tools this gateway offers)"
-                    ),
-                )
-                .with_data(json!({"name": name}));
-                let call = Audited::tool("", &name, &params);
-                self.audit_refusal(options.audit.as_ref(), &call, &error);
-                Err(error)
-            }
-            Some(Route::Builtin(tool)) => {
+        let Some(route) = catalog.tool(&name) else {
+            let error = RpcError::new(
+                jsonrpc::INVALID_PARAMS,
+                format!("unknown tool \"{name}\" (tools/list shows the tools this gateway offers)"),
+            )
+            .with_data(json!({"name": name}));
+            let call = Audited::tool("", &name, &params);
+            self.audit_refusal(options.audit.as_ref(), &call, &error);
+            return Err(error);
+        };
+        let server = match route {
+            Route::Builtin(_) => None,
+            Route::Backend { backend, .. } => Some(self.server_name(*backend)),
+        };
+        let read_only = catalog.is_read_only(&name);
+        if let Err(refusal) = principal.rule.check_tool(server, &name, read_only) {
+            let error = refusal.to_rpc("tool", &name);
+            let call = Audited::tool(server.unwrap_or("gateway"), &name, &params);
+            self.audit_refusal(options.audit.as_ref(), &call, &error);
+            return Err(error);
+        }
+        let (backend, original) = match route {
+            Route::Builtin(tool) => {
                 let arguments = params
                     .get("arguments")
                     .cloned()
@@ -292,35 +447,170 @@ impl Gateway {
                 let outcome = builtin::call(self, principal, tool, &arguments);
                 let call = Audited::tool("gateway", &name, &params);
                 self.audit_outcome(options.audit.as_ref(), &call, started, &outcome);
-                outcome
+                return outcome;
             }
-            Some(Route::Backend { backend, original }) => {
-                // The backend never sees a call its own schema refuses.
-                if let Some(schema) = catalog.tool_schema(&name) {
-                    let empty = Value::Object(Map::new());
-                    let arguments = params.get("arguments").unwrap_or(&empty);
-                    let violations = schema.validate(arguments);
-                    if !violations.is_empty() {
-                        let error = invalid_arguments(&name, &violations);
-                        let server = self.backends.get(*backend).map(|b| b.name()).unwrap_or("");
-                        let call = Audited::tool(server, &name, &params);
-                        self.audit_refusal(options.audit.as_ref(), &call, &error);
-                        return Err(error);
-                    }
-                }
-                // The backend gets its own name; the audit line keeps the one the client used.
-                params.insert("name".into(), json!(original));
-                let started = Instant::now();
-                let mut options = options;
-                let who = options.audit.take();
-                let outcome =
-                    self.forward_unaudited(*backend, "tools/call", &params, options, link);
-                let server = self.backends.get(*backend).map(|b| b.name()).unwrap_or("");
+            Route::Backend { backend, original } => (*backend, original.as_str()),
+        };
+        let server = self.server_name(backend);
+        let empty = Value::Object(Map::new());
+        // The backend never sees a call its own schema refuses.
+        if let Some(schema) = catalog.tool_schema(&name) {
+            let arguments = params.get("arguments").unwrap_or(&empty);
+            let violations = schema.validate(arguments);
+            if !violations.is_empty() {
+                let error = invalid_arguments(&name, &violations);
                 let call = Audited::tool(server, &name, &params);
-                self.audit_outcome(who.as_ref(), &call, started, &outcome);
-                outcome
+                self.audit_refusal(options.audit.as_ref(), &call, &error);
+                return Err(error);
             }
         }
+        let Some(config) = self.backends.get(backend).map(|b| &b.config) else {
+            return Err(RpcError::new(
+                jsonrpc::INTERNAL_ERROR,
+                "route to a backend that does not exist",
+            ));
+        };
+        if config
+            .confirm
+            .iter()
+            .any(|g| crate::catalog::glob_match(g, original))
+        {
+            let arguments = params.get("arguments").unwrap_or(&empty);
+            if let Some(refused) = self.confirm(
+                options.audit.as_ref(),
+                server,
+                &name,
+                arguments,
+                &params,
+                link,
+            ) {
+                return Ok(refused);
+            }
+        }
+        // A result kept for this principal answers without the backend (never a retry that
+        // carries answers: those belong to one exchange).
+        let cache_key = match config.cache_ttl {
+            Some(ttl)
+                if read_only
+                    && !params.contains_key("inputResponses")
+                    && !params.contains_key("requestState") =>
+            {
+                let arguments = params.get("arguments").unwrap_or(&empty);
+                let rule = serde_json::to_string(&principal.rule).unwrap_or_default();
+                let key = cache::key(&principal.name, &rule, &name, arguments);
+                if let Some(kept) = self.cache.get(&key) {
+                    let call = Audited::tool(server, &name, &params);
+                    let started = Instant::now();
+                    self.audit_line(
+                        options.audit.as_ref(),
+                        &call,
+                        "ok",
+                        Some("answered from the cache"),
+                        Some(started.elapsed()),
+                        Some(crate::audit::approximate_size(&kept)),
+                    );
+                    return Ok(kept);
+                }
+                Some((key, ttl))
+            }
+            _ => None,
+        };
+        // The backend gets its own name; the audit line keeps the one the client used.
+        params.insert("name".into(), json!(original));
+        let started = Instant::now();
+        let mut options = options;
+        let who = options.audit.take();
+        let outcome = self.forward_unaudited(backend, "tools/call", &params, options, link);
+        let call = Audited::tool(server, &name, &params);
+        self.audit_outcome(who.as_ref(), &call, started, &outcome);
+        if let (Some((key, ttl)), Ok(result)) = (cache_key, &outcome) {
+            let failed = result.get("isError").and_then(Value::as_bool) == Some(true);
+            let interim =
+                result.get("resultType").and_then(Value::as_str) == Some("input_required");
+            if !failed && !interim {
+                self.cache.put(key, result, ttl);
+            }
+        }
+        outcome
+    }
+
+    /// Asks the user whether the `confirm` tool `name` may run: `None` when it may, else the
+    /// tool result (`isError`) the client gets instead of the call. The answer is audited.
+    fn confirm(
+        &self,
+        who: Option<&AuditContext>,
+        server: &str,
+        name: &str,
+        arguments: &Value,
+        params: &Map<String, Value>,
+        link: &mut dyn ClientLink,
+    ) -> Option<Value> {
+        let call = Audited::named("confirm", server, name, params);
+        let question = confirm::question(name, server, arguments);
+        if let Err(cannot) =
+            crate::link::check_capability(&link.capabilities(), "elicitation/create", &question)
+        {
+            if self.config.confirm_fallback == Fallback::Allow {
+                self.audit_line(
+                    who,
+                    &call,
+                    "allowed",
+                    Some("the client cannot be asked; confirm_fallback is \"allow\""),
+                    None,
+                    None,
+                );
+                return None;
+            }
+            let text = format!(
+                "mcp-gateway did not run \"{name}\": server \"{server}\" lists it under \"confirm\", and this client cannot ask the user ({}). Use a client that supports elicitation, or set \"confirm_fallback\": \"allow\" in the gateway's config.",
+                cannot.message
+            );
+            self.audit_line(who, &call, "refused", Some(&text), None, None);
+            return Some(confirm::not_made(text));
+        }
+        let started = Instant::now();
+        match link
+            .ask("elicitation/create", question)
+            .map(|a| confirm::verdict(&a))
+        {
+            Ok(Verdict::Accepted) => {
+                self.audit_line(who, &call, "accepted", None, Some(started.elapsed()), None);
+                None
+            }
+            Ok(Verdict::Declined(action)) => {
+                let text =
+                    format!("The user declined to run \"{name}\" ({action}); it was not called.");
+                self.audit_line(
+                    who,
+                    &call,
+                    "declined",
+                    Some(&action),
+                    Some(started.elapsed()),
+                    None,
+                );
+                Some(confirm::not_made(text))
+            }
+            Err(e) => {
+                let text = format!(
+                    "\"{name}\" was not confirmed, so it was not called: {}",
+                    e.message
+                );
+                self.audit_line(
+                    who,
+                    &call,
+                    "unanswered",
+                    Some(&e.message),
+                    Some(started.elapsed()),
+                    None,
+                );
+                Some(confirm::not_made(text))
+            }
+        }
+    }
+
+    /// The name of backend `index` (empty if there is none).
+    fn server_name(&self, index: usize) -> &str {
+        self.backends.get(index).map(|b| b.name()).unwrap_or("")
     }
 
     /// Sends `method` to backend `index`, mapping failures to JSON-RPC errors.
@@ -507,9 +797,9 @@ impl Gateway {
             })
             .collect();
         let catalog = self.catalog();
-        let allowed = |b: usize| self.allows(principal, b);
-        let count = |kind: ListKind| catalog.visible(kind, &allowed).len();
-        let clashes = if principal.servers.is_none() {
+        let count = |kind: ListKind| self.list(principal, kind).len();
+        let cache = self.cache.stats();
+        let clashes = if principal.rule.is_everything() {
             catalog.clashes.clone()
         } else {
             Vec::new()
@@ -521,6 +811,12 @@ impl Gateway {
             "resources": count(ListKind::Resources),
             "prompts": count(ListKind::Prompts),
             "clashes": clashes,
+            "cache": {
+                "hits": cache.hits,
+                "misses": cache.misses,
+                "entries": cache.entries,
+                "bytes": cache.bytes,
+            },
             "backends": backends,
         })
     }
@@ -554,13 +850,36 @@ struct Audited<'a> {
 
 impl<'a> Audited<'a> {
     fn tool(server: &'a str, name: &'a str, params: &'a Map<String, Value>) -> Audited<'a> {
+        Audited::named("tools/call", server, name, params)
+    }
+
+    fn named(
+        action: &'a str,
+        server: &'a str,
+        name: &'a str,
+        params: &'a Map<String, Value>,
+    ) -> Audited<'a> {
         Audited {
-            action: "tools/call",
+            action,
             server,
             name,
             params,
         }
     }
+}
+
+/// The string `key` of `params`, or -32602 naming it.
+fn required_str<'a>(
+    params: &'a Map<String, Value>,
+    key: &str,
+    method: &str,
+) -> Result<&'a str, RpcError> {
+    params.get(key).and_then(Value::as_str).ok_or_else(|| {
+        RpcError::new(
+            jsonrpc::INVALID_PARAMS,
+            format!("{method}: params.{key} must be a string"),
+        )
+    })
 }
 
 /// -32602 for arguments the tool's `inputSchema` refuses: every violation with its JSON pointer

@@ -20,6 +20,9 @@ pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
 /// mcp-gateway: a request over a rate limit (HTTP 429; `data.retryAfterMs`).
 pub const RATE_LIMITED: i64 = -32029;
+/// mcp-gateway: the client's access rule refuses the tool, prompt or resource (`data.rule` names
+/// the part of the rule: `servers`, `deny`, `allow` or `read_only`).
+pub const ACCESS_DENIED: i64 = -32023;
 
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq)]

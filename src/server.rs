@@ -7,6 +7,7 @@ use crate::face::openai::{self as openai_face, OpenAiFace};
 use crate::gateway::{Gateway, Principal};
 use crate::http_util::{request_header, respond_json};
 use crate::policy::ratelimit::{Limited, RateLimits};
+use crate::policy::AccessRule;
 use serde_json::json;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
@@ -419,8 +420,21 @@ fn authenticate(request: &Request, gateway: &Gateway) -> Option<Principal> {
         return None;
     }
     let token = token.trim();
-    if let Some(name) = gateway.tokens.verify(token) {
-        return Some(Principal::unrestricted(name));
+    if let Some(record) = gateway.tokens.verify_record(token) {
+        let rule = match &record.profile {
+            None => record.access,
+            Some(profile) => match gateway.config.profiles.get(profile) {
+                Some(rule) => rule.clone(),
+                None => {
+                    log::warn!("token \"{}\" names the profile \"{profile}\", which the config no longer has: it may reach nothing until the profile is back", record.name);
+                    AccessRule::nothing()
+                }
+            },
+        };
+        return Some(Principal {
+            name: record.name,
+            rule,
+        });
     }
     let resource = oauth_face::resource_url(&oauth_face::base_url(gateway, request));
     gateway
@@ -428,6 +442,10 @@ fn authenticate(request: &Request, gateway: &Gateway) -> Option<Principal> {
         .verify_access(token, &resource)
         .map(|p| Principal {
             name: format!("oauth:{}", p.client_name),
-            servers: p.servers,
+            rule: AccessRule {
+                servers: p.servers,
+                read_only: p.read_only,
+                ..AccessRule::everything()
+            },
         })
 }

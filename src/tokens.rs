@@ -5,6 +5,7 @@
 //! by the running server). The server notices a changed `tokens.json` on the next request, so
 //! `token create` and `token revoke` take effect without a restart.
 
+use crate::policy::AccessRule;
 use crate::store;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -27,6 +28,23 @@ pub struct TokenRecord {
     pub sha256: String,
     /// Creation time, seconds since the Unix epoch.
     pub created: u64,
+    /// What it may reach (absent: everything).
+    #[serde(default, skip_serializing_if = "AccessRule::is_everything")]
+    pub access: AccessRule,
+    /// A profile of the config whose rule it has instead (read at each request, so editing the
+    /// profile changes every token that names it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+}
+
+impl TokenRecord {
+    /// `token list`'s ACCESS column: `profile=NAME`, or the rule.
+    pub fn describe_access(&self) -> String {
+        match &self.profile {
+            Some(profile) => format!("profile={profile}"),
+            None => self.access.describe(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -126,8 +144,20 @@ fn write_file(path: &Path, file: &TokenFile) -> Result<(), TokenError> {
     store::write_atomic(path, &bytes).map_err(|e| TokenError::Io(path.to_path_buf(), e))
 }
 
-/// Creates a token named `name` in `state_dir` and returns it (the only time it exists in clear).
+/// Creates a token named `name` in `state_dir` that may reach everything, and returns it (the
+/// only time it exists in clear).
 pub fn create(state_dir: &Path, name: &str) -> Result<String, TokenError> {
+    create_with_access(state_dir, name, AccessRule::everything(), None)
+}
+
+/// Creates a token named `name` limited by `access`, or by the config's profile `profile`, and
+/// returns it (the only time it exists in clear).
+pub fn create_with_access(
+    state_dir: &Path,
+    name: &str,
+    access: AccessRule,
+    profile: Option<String>,
+) -> Result<String, TokenError> {
     if !valid_name(name) {
         return Err(TokenError::BadName(name.to_string()));
     }
@@ -143,9 +173,31 @@ pub fn create(state_dir: &Path, name: &str) -> Result<String, TokenError> {
         name: name.to_string(),
         sha256: hash_token(&token),
         created: now_secs(),
+        access,
+        profile,
     });
     write_file(&path, &file)?;
     Ok(token)
+}
+
+/// Replaces the access of the token named `name` (a running server sees it at its next
+/// request).
+pub fn set_access(
+    state_dir: &Path,
+    name: &str,
+    access: AccessRule,
+    profile: Option<String>,
+) -> Result<(), TokenError> {
+    let path = state_dir.join(TOKENS_FILE);
+    let mut file = read_file(&path)?;
+    let record = file
+        .tokens
+        .iter_mut()
+        .find(|t| t.name == name)
+        .ok_or_else(|| TokenError::NotFound(name.to_string()))?;
+    record.access = access;
+    record.profile = profile;
+    write_file(&path, &file)
 }
 
 /// Removes the token named `name`.
@@ -240,22 +292,28 @@ impl TokenStore {
         }
     }
 
-    /// The name of the token `presented`, if it is a valid one. Every stored hash is compared, in
-    /// constant time, so timing tells nothing about which one matched.
+    /// The name of the token `presented`, if it is a valid one.
     pub fn verify(&self, presented: &str) -> Option<String> {
+        self.verify_record(presented).map(|r| r.name)
+    }
+
+    /// The stored record of the token `presented` (its name and access), if it is a valid one.
+    /// Every stored hash is compared, in constant time, so timing tells nothing about which one
+    /// matched.
+    pub fn verify_record(&self, presented: &str) -> Option<TokenRecord> {
         let _ = self.refresh();
         let hash = hash_token(presented);
         let cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
         let mut found = None;
         for record in &cached.tokens {
             if constant_time_eq(hash.as_bytes(), record.sha256.as_bytes()) {
-                found = Some(record.name.clone());
+                found = Some(record.clone());
             }
         }
         drop(cached);
-        if let Some(name) = &found {
+        if let Some(record) = &found {
             let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
-            usage.0.insert(name.clone(), now_secs());
+            usage.0.insert(record.name.clone(), now_secs());
             usage.1 = true;
         }
         found
@@ -338,6 +396,50 @@ mod tests {
         assert_eq!(listed.len(), 2);
         assert!(listed[0].1.is_some());
         assert!(listed[1].1.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn access_is_stored_listed_and_verified() {
+        let dir = temp_dir("access");
+        let everything = create(&dir, "owner").expect("create");
+        let rule = AccessRule {
+            servers: Some(vec!["house".into()]),
+            allow: Vec::new(),
+            deny: vec!["*unlock*".into()],
+            read_only: true,
+        };
+        let kids = create_with_access(&dir, "kids", rule.clone(), None).expect("create");
+        create_with_access(
+            &dir,
+            "tablet",
+            AccessRule::everything(),
+            Some("kids".into()),
+        )
+        .expect("create");
+        let on_disk = std::fs::read_to_string(dir.join(TOKENS_FILE)).expect("file");
+        // An unrestricted token's record stays as it was before access rules existed.
+        assert_eq!(on_disk.matches("\"access\"").count(), 1, "{on_disk}");
+        let store = TokenStore::open(&dir).expect("open");
+        assert_eq!(store.verify_record(&kids).map(|r| r.access), Some(rule));
+        assert!(store
+            .verify_record(&everything)
+            .unwrap()
+            .access
+            .is_everything());
+        let listed: Vec<String> = list(&dir)
+            .expect("list")
+            .into_iter()
+            .map(|(r, _)| r.describe_access())
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                "everything",
+                "servers=house deny=*unlock* read-only",
+                "profile=kids"
+            ]
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -410,7 +410,10 @@ fn consent(gateway: &Gateway, request: Request, form: &[(String, String)], base:
     } else {
         Some(chosen)
     };
-    match gateway.oauth.approve(csrf, servers) {
+    let read_only = form
+        .iter()
+        .any(|(k, v)| k == "read_only" && !v.is_empty() && v != "0");
+    match gateway.oauth.approve(csrf, servers, read_only) {
         Ok(target) => redirect(request, &oauth::with_query(&target, &[("iss", Some(base))])),
         Err(e) => respond_html(
             request,
@@ -677,6 +680,7 @@ fn consent_html(
     if servers.is_empty() {
         boxes.push_str("<p>No servers are configured yet; the gateway's own tools only.</p>");
     }
+    boxes.push_str("<label><input type=\"checkbox\" name=\"read_only\" value=\"1\"> Read-only: only tools marked read-only (no switching, unlocking, deleting)</label>");
     let note = note
         .map(|n| format!("<p class=\"note\">{}</p>", escape_html(n)))
         .unwrap_or_default();

@@ -538,7 +538,7 @@ fn format_result(tool: &str, result: &Value) -> String {
 /// The tools this principal may use, grouped by server, as Markdown.
 fn catalog_markdown(gateway: &Gateway, principal: &Principal) -> String {
     let catalog = gateway.catalog();
-    let tools = catalog.visible(ListKind::Tools, &|b| gateway.allows(principal, b));
+    let tools = gateway.list(principal, ListKind::Tools);
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
     for tool in &tools {
         let Some(name) = tool.get("name").and_then(Value::as_str) else {
@@ -822,10 +822,9 @@ struct Round {
 impl ToolLoop<'_> {
     /// Our tools this principal may use and `openai.tools` offers, in OpenAI form.
     fn offered_tools(&self) -> Vec<Value> {
-        let catalog = self.gateway.catalog();
         let globs = &self.settings.tools;
-        catalog
-            .visible(ListKind::Tools, &|b| self.gateway.allows(self.principal, b))
+        self.gateway
+            .list(self.principal, ListKind::Tools)
             .into_iter()
             .filter_map(|tool| {
                 let name = tool.get("name")?.as_str()?.to_string();

@@ -114,6 +114,9 @@ pub struct Grant {
     pub client_id: String,
     /// Servers the grant may use (`None`: all).
     pub servers: Option<Vec<String>>,
+    /// Only read-only tools (the owner ticked "read-only" on the consent page).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
     /// The resource (audience) of its tokens.
     pub resource: String,
     /// When the owner approved it.
@@ -215,6 +218,7 @@ struct IssuedCode {
     code_challenge: String,
     resource: String,
     servers: Option<Vec<String>>,
+    read_only: bool,
     scope: String,
     expires: Instant,
     /// Set once exchanged; a second exchange revokes this grant.
@@ -243,6 +247,8 @@ pub struct OAuthPrincipal {
     pub grant_id: String,
     /// Servers it may use (`None`: all).
     pub servers: Option<Vec<String>>,
+    /// Only read-only tools.
+    pub read_only: bool,
 }
 
 /// Parameters of `GET /oauth/authorize`, as received.
@@ -783,8 +789,14 @@ impl OAuthServer {
         }
     }
 
-    /// The owner approved `csrf`'s request for `servers`: issues a code; returns the redirect.
-    pub fn approve(&self, csrf: &str, servers: Option<Vec<String>>) -> Result<String, OAuthError> {
+    /// The owner approved `csrf`'s request for `servers` (and only read-only tools when
+    /// `read_only`): issues a code; returns the redirect.
+    pub fn approve(
+        &self,
+        csrf: &str,
+        servers: Option<Vec<String>>,
+        read_only: bool,
+    ) -> Result<String, OAuthError> {
         let pending = self
             .pending
             .lock()
@@ -803,6 +815,7 @@ impl OAuthServer {
             code_challenge: pending.code_challenge.clone(),
             resource: pending.resource.clone(),
             servers,
+            read_only,
             scope: pending.scope.clone(),
             expires: Instant::now() + self.settings.code_ttl,
             grant_id: None,
@@ -942,8 +955,9 @@ impl OAuthServer {
         }
         let grant_id = random_id("mgwg_")?;
         issued.grant_id = Some(grant_id.clone());
-        let (servers, resource, scope) = (
+        let (servers, read_only, resource, scope) = (
             issued.servers.clone(),
+            issued.read_only,
             issued.resource.clone(),
             issued.scope.clone(),
         );
@@ -954,6 +968,7 @@ impl OAuthServer {
             id: grant_id,
             client_id: client.client_id.clone(),
             servers,
+            read_only,
             resource,
             created: now,
             access_sha256: hash_token(&access),
@@ -1150,6 +1165,7 @@ impl OAuthServer {
                         client_name,
                         grant_id: g.id,
                         servers: g.servers,
+                        read_only: g.read_only,
                     }
                 });
             Ok((principal, false))
@@ -1290,7 +1306,7 @@ mod tests {
         let (csrf, _) = s
             .start_authorization(&request, RESOURCE, "192.0.2.1")
             .expect("pending");
-        let redirect = s.approve(&csrf, None).expect("approve");
+        let redirect = s.approve(&csrf, None, false).expect("approve");
         assert!(redirect.contains("state=xyz"));
         redirect
             .split("code=")

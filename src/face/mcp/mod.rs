@@ -23,7 +23,7 @@ use ask::{level_rank, CallLink, Parked};
 use wire::{check_modern_request, host_allowed, modern_status, unsupported_version};
 
 use crate::backend::CallOptions;
-use crate::catalog::{self, Route};
+use crate::catalog;
 use crate::face::answer::{Answer, EventLogs};
 use crate::gateway::{Gateway, ListKind, Principal};
 use crate::http_util::{request_header, respond_empty, respond_json, SseStream};
@@ -395,7 +395,7 @@ impl McpFace {
             })
             .collect::<Vec<_>>();
         let mut hint = combine_hints(hints);
-        hint.public &= principal.servers.is_none();
+        hint.public &= principal.rule.is_everything();
         hint
     }
 
@@ -726,7 +726,6 @@ impl McpFace {
         link: &mut CallLink<'_>,
     ) -> Result<Value, RpcError> {
         let page_size = self.gateway.config.limits.page_size;
-        let catalog = self.gateway.catalog();
         let cursor = params.get("cursor").and_then(Value::as_str);
         let list = |items: &[Value], key: &str| -> Result<Value, RpcError> {
             let (page, next) = catalog::page(items, cursor, page_size)
@@ -749,11 +748,7 @@ impl McpFace {
                 principal: principal.name.clone(),
             }),
         };
-        let allowed = |backend: usize| self.gateway.allows(principal, backend);
-        let visible = |kind: ListKind| match principal.servers {
-            None => catalog.visible(kind, &|_| true),
-            Some(_) => catalog.visible(kind, &allowed),
-        };
+        let visible = |kind: ListKind| self.gateway.list(principal, kind);
         match method {
             "server/discover" => Ok(json!({
                 "supportedVersions": MODERN_VERSIONS,
@@ -788,14 +783,11 @@ impl McpFace {
                     }
                 };
                 self.gateway
-                    .call_tool_params(principal, forwardable(params), options, link)
+                    .request(principal, method, forwardable(params), options, link)
             }
             "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = required_str(&params, "uri", method)?;
-                let owner = catalog
-                    .resource_owner(uri)
-                    .filter(|b| allowed(*b))
-                    .ok_or_else(|| unknown_resource(uri))?;
+                let owner = self.gateway.resource_owner(principal, uri)?;
                 let on = method == "resources/subscribe";
                 let changed = match era {
                     Era::Session { id } => {
@@ -829,63 +821,9 @@ impl McpFace {
                 }
                 Ok(json!({}))
             }
-            "resources/read" => {
-                let uri = required_str(&params, "uri", method)?.to_string();
-                let uri = uri.as_str();
-                let owner = catalog
-                    .resource_owner(uri)
-                    .filter(|b| allowed(*b))
-                    .ok_or_else(|| unknown_resource(uri))?;
-                self.gateway
-                    .forward(owner, method, forwardable(params), options, link)
-            }
-            "prompts/get" => {
-                let name = required_str(&params, "name", method)?;
-                match catalog.prompt(name) {
-                    Some(Route::Backend { backend, original }) if allowed(*backend) => {
-                        let mut p = forwardable(params.clone());
-                        p.insert("name".into(), json!(original));
-                        self.gateway.forward(*backend, method, p, options, link)
-                    }
-                    _ => Err(RpcError::new(
-                        jsonrpc::INVALID_PARAMS,
-                        format!("unknown prompt \"{name}\" (prompts/list shows what is offered)"),
-                    )
-                    .with_data(json!({"name": name}))),
-                }
-            }
-            "completion/complete" => {
-                let reference = params.get("ref").cloned().unwrap_or(Value::Null);
-                let mut p = forwardable(params.clone());
-                let target = match reference.get("type").and_then(Value::as_str) {
-                    Some("ref/prompt") => match reference
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .and_then(|n| catalog.prompt(n))
-                    {
-                        Some(Route::Backend { backend, original }) if allowed(*backend) => {
-                            p.insert(
-                                "ref".into(),
-                                json!({"type": "ref/prompt", "name": original}),
-                            );
-                            Some(*backend)
-                        }
-                        _ => None,
-                    },
-                    Some("ref/resource") => {
-                        reference.get("uri").and_then(Value::as_str).and_then(|u| {
-                            catalog
-                                .template_owner(u)
-                                .or_else(|| catalog.resource_owner(u))
-                        })
-                    }
-                    _ => None,
-                };
-                match target.filter(|b| allowed(*b)) {
-                    Some(backend) => self.gateway.forward(backend, method, p, options, link),
-                    None => Err(RpcError::new(jsonrpc::INVALID_PARAMS, "completion/complete: \"ref\" names no prompt or resource template of this gateway")),
-                }
-            }
+            "resources/read" | "prompts/get" | "completion/complete" => self
+                .gateway
+                .request(principal, method, forwardable(params), options, link),
             _ => Err(RpcError::new(
                 jsonrpc::METHOD_NOT_FOUND,
                 format!("method \"{method}\" is not supported by mcp-gateway"),
@@ -1121,7 +1059,6 @@ impl McpFace {
     /// The `resourceSubscriptions` of a `subscriptions/listen` request that name resources of
     /// this gateway the principal may read; each is subscribed at its backend.
     fn subscribe_for_listen(&self, asked: &Value, principal: &Principal) -> Vec<String> {
-        let catalog = self.gateway.catalog();
         let uris = asked
             .get("resourceSubscriptions")
             .and_then(Value::as_array)
@@ -1129,10 +1066,9 @@ impl McpFace {
             .unwrap_or_default();
         let mut honoured = Vec::new();
         for uri in uris {
-            let owner = catalog
-                .resource_owner(uri)
-                .filter(|b| self.gateway.allows(principal, *b));
-            let Some(owner) = owner else { continue };
+            let Ok(owner) = self.gateway.resource_owner(principal, uri) else {
+                continue;
+            };
             match self.gateway.set_subscription(owner, uri, true) {
                 Ok(()) => honoured.push(uri.to_string()),
                 Err(e) => log::debug!("cannot subscribe to {uri}: {}", e.message),
@@ -1168,14 +1104,6 @@ impl McpFace {
             .unwrap_or_else(|e| e.into_inner())
             .len()
     }
-}
-
-fn unknown_resource(uri: &str) -> RpcError {
-    RpcError::new(
-        jsonrpc::INVALID_PARAMS,
-        format!("unknown resource \"{uri}\" (resources/list shows what is offered)"),
-    )
-    .with_data(json!({"uri": uri}))
 }
 
 fn cancel_key(owner: &str, request_id: &Value) -> String {
