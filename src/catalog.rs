@@ -533,15 +533,25 @@ pub fn tool_visible(name: &str, allow: &[String], deny: &[String]) -> bool {
 
 /// Matches `*` (any run) and `?` (one character) globs.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
+    // Names are ASCII almost always: compare bytes then, without allocating (this runs for
+    // every glob of an access rule on every call and list entry).
+    if pattern.is_ascii() && text.is_ascii() {
+        return glob_match_units(pattern.as_bytes(), text.as_bytes());
+    }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
+    glob_match_units(&p, &t)
+}
+
+/// The glob matcher on any units (bytes or characters): linear backtracking to the last `*`.
+fn glob_match_units<T: PartialEq + Copy + GlobUnit>(p: &[T], t: &[T]) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let (mut star, mut mark) = (None, 0);
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi].is(b'?') || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi].is(b'*') {
             star = Some(pi);
             mark = ti;
             pi += 1;
@@ -553,7 +563,24 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+    p[pi..].iter().all(|c| c.is(b'*'))
+}
+
+/// A unit of a glob: whether it is the ASCII character `c`.
+trait GlobUnit {
+    fn is(self, c: u8) -> bool;
+}
+
+impl GlobUnit for u8 {
+    fn is(self, c: u8) -> bool {
+        self == c
+    }
+}
+
+impl GlobUnit for char {
+    fn is(self, c: u8) -> bool {
+        self == c as char
+    }
 }
 
 /// One page of `items` starting at `cursor` (an offset we issued), with the next cursor.
@@ -623,6 +650,10 @@ mod tests {
         assert!(glob_match("a?c", "abc"));
         assert!(glob_match("*_pool*", "list_pools"));
         assert!(!glob_match("a*b", "acbd"));
+        // `?` is one character, also outside ASCII.
+        assert!(glob_match("caf?", "café"));
+        assert!(glob_match("*é*", "thé_vert"));
+        assert!(!glob_match("caf?", "cafés"));
         assert!(tool_visible("get_x", &["get_*".into()], &[]));
         assert!(!tool_visible(
             "get_secret",

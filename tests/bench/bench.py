@@ -112,6 +112,10 @@ def main() -> None:
             timed_calls(client, gateway.url, gateway.token, "weather__add", 20)
             direct = timed_calls(client, weather.url, None, "add", SEQUENTIAL_CALLS)
             through = timed_calls(client, gateway.url, gateway.token, "weather__add", SEQUENTIAL_CALLS)
+            # The same calls by a token with an access rule (servers, allow and deny globs).
+            ruled_token = gateway.cli("token", "create", "ruled", "--server", "weather", "--allow", "weather__*", "--deny", "*secret*", "--deny", "*delete*").stdout.strip().splitlines()[-1]
+            timed_calls(client, gateway.url, ruled_token, "weather__add", 20)
+            ruled = timed_calls(client, gateway.url, ruled_token, "weather__add", SEQUENTIAL_CALLS)
             own = timed_calls(client, gateway.url, gateway.token, "gateway__status", SEQUENTIAL_CALLS)
         count, seconds = load(gateway.url, gateway.token, "weather__add")
         own_count, own_seconds = load(gateway.url, gateway.token, "gateway__status")
@@ -122,6 +126,7 @@ def main() -> None:
         print(f"tools/call, backend direct:      {describe(direct)}   ({SEQUENTIAL_CALLS} sequential calls)")
         print(f"tools/call, through gateway:     {describe(through)}")
         print(f"added by the gateway (median):   {statistics.median(through) - statistics.median(direct):6.2f} ms")
+        print(f"through gateway, token with rule: {describe(ruled)}   (servers + allow + 2 deny globs)")
         print(f"gateway__status (no backend):    {describe(own)}")
         print(f"throughput through gateway:      {count / seconds:7.0f} calls/s ({LOAD_THREADS} clients, {LOAD_SECONDS:.0f} s, Python backend)")
         print(f"throughput, gateway's own tool:  {own_count / own_seconds:7.0f} calls/s ({LOAD_THREADS} clients)")
