@@ -20,6 +20,8 @@ USAGE:
     mcp-gateway token list [--config PATH]
     mcp-gateway token revoke NAME [--config PATH]
     mcp-gateway check-config --config PATH
+    mcp-gateway reload [--config PATH]                (the running gateway re-reads its config)
+    mcp-gateway healthcheck [--config PATH] [--url URL]   (exit 0 if /health answers 200)
     mcp-gateway oauth set-password [--config PATH]     (reads the password from stdin)
     mcp-gateway oauth client add NAME --redirect-uri URL [--confidential] [--config PATH]
     mcp-gateway oauth list [--config PATH]
@@ -83,6 +85,18 @@ pub enum Command {
         /// Config file.
         config: Option<PathBuf>,
     },
+    /// Tell the running gateway to re-read its config.
+    Reload {
+        /// Config file (its state folder holds the PID file).
+        config: Option<PathBuf>,
+    },
+    /// Probe `/health`.
+    Healthcheck {
+        /// Config file (its listen address is probed).
+        config: Option<PathBuf>,
+        /// The URL to probe instead.
+        url: Option<String>,
+    },
     /// Check a config file.
     CheckConfig {
         /// Config file.
@@ -140,6 +154,7 @@ pub fn parse(args: &[String], env_config: Option<String>) -> Result<Command, Str
     let mut confidential = false;
     let mut access = TokenAccess::default();
     let mut servers: Vec<String> = Vec::new();
+    let mut url = None;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -169,6 +184,13 @@ pub fn parse(args: &[String], env_config: Option<String>) -> Result<Command, Str
                     .ok_or("--redirect-uri needs a URL")?,
             ),
             "--confidential" => confidential = true,
+            "--url" => {
+                url = Some(
+                    inline
+                        .or_else(|| iter.next().cloned())
+                        .ok_or("--url needs a URL such as http://127.0.0.1:8080/health")?,
+                )
+            }
             "--server" => servers.push(
                 inline
                     .or_else(|| iter.next().cloned())
@@ -241,6 +263,8 @@ pub fn parse(args: &[String], env_config: Option<String>) -> Result<Command, Str
         ["token", "list"] => reject_listen("token").map(|_| Command::TokenList { config }),
         ["token", ..] => Err("use: token create NAME [ACCESS] | token access NAME [ACCESS] | token list | token revoke NAME".to_string()),
         ["check-config"] => reject_listen("check-config").map(|_| Command::CheckConfig { config }),
+        ["reload"] => reject_listen("reload").map(|_| Command::Reload { config }),
+        ["healthcheck"] => Ok(Command::Healthcheck { config, url }),
         ["oauth", "set-password"] => Ok(Command::OAuthSetPassword { config }),
         ["oauth", "list"] => Ok(Command::OAuthList { config }),
         ["oauth", "revoke", id] => Ok(Command::OAuthRevoke { id: id.to_string(), config }),
@@ -273,6 +297,33 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
             println!("mcp-gateway {}", env!("CARGO_PKG_VERSION"));
             0
         }
+        Command::Reload { config } => with_state_config(config.clone(), |c| {
+            // A config that fails checking would be refused by the gateway anyway: say so here.
+            if let Some(path) = &config {
+                if let Err(e) = Config::load(path) {
+                    eprint!("{e}");
+                    eprintln!("\nnot reloaded: the running gateway keeps its current config");
+                    return 1;
+                }
+            }
+            match crate::service::signal_reload(&c.state_dir) {
+                Ok(pid) => {
+                    println!("Asked the gateway (process {pid}) to reload its config; its log says what changed.");
+                    0
+                }
+                Err(e) => fail(e),
+            }
+        }),
+        Command::Healthcheck { config, url } => with_state_config(config, |c| {
+            let url = url.unwrap_or_else(|| crate::service::health_url(&c.listen));
+            match crate::service::probe(&url, Duration::from_secs(3)) {
+                Ok(()) => {
+                    println!("healthy: {url}");
+                    0
+                }
+                Err(e) => fail(e),
+            }
+        }),
         Command::CheckConfig { config: None } => {
             eprintln!("error: check-config needs --config PATH (or MCP_GATEWAY_CONFIG)");
             2
@@ -569,6 +620,12 @@ pub fn format_time(secs: u64) -> String {
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
+static RELOAD: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_reload_signal(_: libc::c_int) {
+    RELOAD.store(true, Ordering::SeqCst);
+}
+
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
@@ -588,9 +645,11 @@ fn init_logging() {
 
 fn serve(mut config: Config, listen: Option<String>) -> i32 {
     init_logging();
+    let listen_override = listen.clone();
     if let Some(addr) = listen {
         config.listen = addr;
     }
+    let state_dir = config.state_dir.clone();
     if let Err(e) = crate::store::ensure_dir(&config.state_dir) {
         return fail(format!(
             "cannot create the state folder {}: {e}",
@@ -634,26 +693,69 @@ fn serve(mut config: Config, listen: Option<String>) -> i32 {
         eprintln!(
             "No backends configured yet. Put them in a JSON config file in the mcpServers format, e.g.\n  {{\"mcpServers\": {{\"files\": {{\"command\": \"npx\", \"args\": [\"-y\", \"@modelcontextprotocol/server-filesystem\", \"/srv\"]}}}}}}\nthen run: mcp-gateway serve --config that-file.json"
         );
-    } else if let Some(path) = source {
+    } else if let Some(path) = &source {
         log::info!("config {}", path.display());
     }
-    // SAFETY: installing a handler that only stores to an atomic, which is async-signal-safe.
+    // SAFETY: installing handlers that only store to an atomic, which is async-signal-safe.
     unsafe {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(
+            libc::SIGHUP,
+            on_reload_signal as *const () as libc::sighandler_t,
+        );
+    }
+    if let Err(e) = crate::service::write_pid_file(&state_dir) {
+        log::warn!(
+            "cannot write {} in {}: {e} (`mcp-gateway reload` will not find this process; SIGHUP still works)",
+            crate::service::PID_FILE,
+            state_dir.display()
+        );
     }
     let mut ticks = 0u64;
     while !STOP.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
+        if RELOAD.swap(false, Ordering::SeqCst) {
+            reload(&gateway, source.as_deref(), &listen_override);
+        }
         ticks += 1;
-        if ticks % 300 == 0 {
+        if ticks % 600 == 0 {
             gateway.tokens.flush_usage();
         }
     }
     log::info!("stopping");
     server.shutdown();
     gateway.stop();
+    crate::service::remove_pid_file(&state_dir);
     0
+}
+
+/// Re-reads the config file after SIGHUP and hands it to the gateway; a config that fails
+/// checking is refused with every problem logged, and the running one stays.
+fn reload(gateway: &Gateway, source: Option<&std::path::Path>, listen: &Option<String>) {
+    let Some(path) = source else {
+        log::warn!(
+            "SIGHUP: nothing to reload (the gateway runs on built-in defaults, without --config)"
+        );
+        return;
+    };
+    match Config::load(path) {
+        Ok(mut config) => {
+            if let Some(addr) = listen {
+                config.listen = addr.clone();
+            }
+            gateway.reload(config);
+        }
+        Err(e) => {
+            for line in e.to_string().lines().filter(|l| !l.trim().is_empty()) {
+                log::error!("reload refused: {line}");
+            }
+            log::error!(
+                "reload refused: {} has problems; the gateway keeps running with its current config",
+                path.display()
+            );
+        }
+    }
 }
 
 #[cfg(test)]

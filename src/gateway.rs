@@ -60,95 +60,204 @@ pub use crate::mcp::ListKind;
 /// A callback told when lists change (faces use it to notify their clients).
 pub type ChangeListener = Box<dyn Fn(&[ListKind]) + Send + Sync>;
 
-/// Called with a backend's index and a notification it sent outside any call (e.g.
+/// Called with a backend's name and a notification it sent outside any call (e.g.
 /// `notifications/resources/updated`).
-pub type NoticeListener = Box<dyn Fn(usize, &Value) + Send + Sync>;
+pub type NoticeListener = Box<dyn Fn(&str, &Value) + Send + Sync>;
+
+/// The catalog and the backends it was built from: its routes are indexes into this list, so
+/// a request resolves and forwards against one view even while a reload swaps the backends.
+struct View {
+    catalog: Arc<Catalog>,
+    backends: Arc<Vec<Arc<Backend>>>,
+}
 
 /// The running gateway.
 pub struct Gateway {
-    /// The configuration it runs with.
-    pub config: Config,
-    /// Backends in config order.
-    pub backends: Vec<Arc<Backend>>,
+    /// The configuration it runs with (replaced by a reload).
+    config: RwLock<Arc<Config>>,
+    /// Backends in config order (replaced by a reload; requests use the view's).
+    configured: RwLock<Arc<Vec<Arc<Backend>>>>,
     /// Bearer tokens.
     pub tokens: TokenStore,
     /// The OAuth authorization server.
     pub oauth: OAuthServer,
     /// When it started.
     pub started: Instant,
-    catalog: RwLock<Arc<Catalog>>,
+    view: RwLock<Arc<View>>,
     /// Rebuilds run one at a time, so the last one always reflects the newest lists.
     rebuilding: Mutex<()>,
+    /// Reloads run one at a time.
+    reloading: Mutex<()>,
     /// The audit log.
     pub audit: crate::audit::AuditLog,
     /// Results of read-only tools of servers with `cache_ttl_secs`.
     pub cache: ResultCache,
     listeners: RwLock<Vec<ChangeListener>>,
     notice_listeners: Arc<RwLock<Vec<NoticeListener>>>,
+    /// Itself, for the callbacks of backends a reload adds.
+    me: Weak<Gateway>,
 }
 
 impl Gateway {
     /// Builds the gateway and starts its backends (in the background: this returns at once).
     pub fn start(config: Config, tokens: TokenStore, oauth: OAuthServer) -> Arc<Gateway> {
+        let gateway = Arc::new_cyclic(|weak: &Weak<Gateway>| Gateway {
+            config: RwLock::new(Arc::new(config.clone())),
+            configured: RwLock::new(Arc::new(Vec::new())),
+            tokens,
+            oauth,
+            started: Instant::now(),
+            view: RwLock::new(Arc::new(View {
+                catalog: Arc::new(Catalog::default()),
+                backends: Arc::new(Vec::new()),
+            })),
+            rebuilding: Mutex::new(()),
+            reloading: Mutex::new(()),
+            audit: crate::audit::AuditLog::start(&config.audit, &config.state_dir),
+            cache: ResultCache::new(
+                config.limits.cache_max_entries,
+                config.limits.cache_max_bytes,
+            ),
+            listeners: RwLock::new(Vec::new()),
+            notice_listeners: Arc::new(RwLock::new(Vec::new())),
+            me: weak.clone(),
+        });
+        let backends: Vec<Arc<Backend>> = config
+            .servers
+            .iter()
+            .map(|server| gateway.new_backend(server, &config))
+            .collect();
+        *gateway
+            .configured
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(backends);
+        gateway.rebuild_catalog();
+        for backend in gateway.backends().iter() {
+            backend.start();
+        }
+        gateway
+    }
+
+    /// A backend for `server` (not started), wired to rebuild the catalog and pass on its
+    /// notifications.
+    fn new_backend(&self, server: &crate::config::ServerConfig, config: &Config) -> Arc<Backend> {
         // A backend may hold at most all workers but one, so a stuck backend cannot take every
         // worker (and with them /health and the other backends) down with it.
         let max_calls = config
             .limits
             .max_calls_per_backend
             .min(config.workers.saturating_sub(1).max(1));
-        let gateway = Arc::new_cyclic(|weak: &Weak<Gateway>| {
-            let backends = config
-                .servers
-                .iter()
-                .map(|server| {
-                    let weak = weak.clone();
-                    Backend::new(
-                        server.clone(),
-                        max_calls,
-                        config.limits.refresh_interval,
-                        Box::new(move || {
-                            if let Some(gateway) = weak.upgrade() {
-                                gateway.rebuild_catalog();
-                            }
-                        }),
-                    )
-                })
-                .collect();
-            Gateway {
-                config: config.clone(),
-                backends,
-                tokens,
-                oauth,
-                started: Instant::now(),
-                catalog: RwLock::new(Arc::new(Catalog::default())),
-                rebuilding: Mutex::new(()),
-                audit: crate::audit::AuditLog::start(&config.audit, &config.state_dir),
-                cache: ResultCache::new(
-                    config.limits.cache_max_entries,
-                    config.limits.cache_max_bytes,
-                ),
-                listeners: RwLock::new(Vec::new()),
-                notice_listeners: Arc::new(RwLock::new(Vec::new())),
-            }
-        });
-        for (index, backend) in gateway.backends.iter().enumerate() {
-            let listeners = Arc::clone(&gateway.notice_listeners);
-            backend.set_notice_handler(Arc::new(move |message: &Value| {
-                for listener in listeners.read().unwrap_or_else(|e| e.into_inner()).iter() {
-                    listener(index, message);
+        let weak = self.me.clone();
+        let backend = Backend::new(
+            server.clone(),
+            max_calls,
+            config.limits.refresh_interval,
+            Box::new(move || {
+                if let Some(gateway) = weak.upgrade() {
+                    gateway.rebuild_catalog();
                 }
-            }));
+            }),
+        );
+        let listeners = Arc::clone(&self.notice_listeners);
+        let name = server.name.clone();
+        backend.set_notice_handler(Arc::new(move |message: &Value| {
+            for listener in listeners.read().unwrap_or_else(|e| e.into_inner()).iter() {
+                listener(&name, message);
+            }
+        }));
+        backend
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.config.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The backends of the current catalog, in config order (the indexes its routes use).
+    pub fn backends(&self) -> Arc<Vec<Arc<Backend>>> {
+        Arc::clone(&self.view().backends)
+    }
+
+    fn view(&self) -> Arc<View> {
+        Arc::clone(&self.view.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Takes a new, checked configuration without a restart: backends added are started,
+    /// removed ones stopped, changed ones restarted (each once its calls in flight have
+    /// ended); unchanged backends keep their connections, clients keep their sessions and
+    /// streams, and tokens, grants and calls in flight are untouched. Settings read once at
+    /// start (listen, workers, state_dir, audit, oauth, rate limits, cache bounds) are logged
+    /// as needing a restart.
+    pub fn reload(&self, config: Config) {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let old = self.config();
+        for setting in restart_only_changes(&old, &config) {
+            log::warn!("reload: \"{setting}\" changed; it takes effect at the next restart");
         }
-        gateway.rebuild_catalog();
-        for backend in &gateway.backends {
+        let current = Arc::clone(&self.configured.read().unwrap_or_else(|e| e.into_inner()));
+        let (mut next, mut fresh, mut retired) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut added, mut changed, mut kept) = (Vec::new(), Vec::new(), 0usize);
+        for server in &config.servers {
+            match current.iter().find(|b| b.name() == server.name) {
+                Some(backend) if backend.config == *server => {
+                    kept += 1;
+                    next.push(Arc::clone(backend));
+                }
+                found => {
+                    let backend = self.new_backend(server, &config);
+                    if let Some(old) = found {
+                        retired.push(Arc::clone(old));
+                        changed.push(server.name.clone());
+                    } else {
+                        added.push(server.name.clone());
+                    }
+                    fresh.push(Arc::clone(&backend));
+                    next.push(backend);
+                }
+            }
+        }
+        let removed: Vec<Arc<Backend>> = current
+            .iter()
+            .filter(|b| !config.servers.iter().any(|s| s.name == b.name()))
+            .cloned()
+            .collect();
+        let removed_names: Vec<String> = removed.iter().map(|b| b.name().to_string()).collect();
+        retired.extend(removed);
+        let wait = config
+            .servers
+            .iter()
+            .map(|s| s.timeout)
+            .chain(old.servers.iter().map(|s| s.timeout))
+            .fold(config.limits.call_timeout, std::time::Duration::max);
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        *self.configured.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        for backend in &fresh {
             backend.start();
         }
-        gateway
+        self.rebuild_catalog();
+        for backend in retired {
+            retire(backend, wait);
+        }
+        let list = |names: &[String]| {
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        log::info!(
+            "reloaded the config in {} ms: added {}; changed (restarted) {}; removed {}; {kept} unchanged",
+            started.elapsed().as_millis(),
+            list(&added),
+            list(&changed),
+            list(&removed_names)
+        );
     }
 
     /// Stops every backend.
     pub fn stop(&self) {
-        for backend in &self.backends {
+        for backend in self.backends().iter() {
             backend.stop();
         }
         self.tokens.flush_usage();
@@ -170,36 +279,30 @@ impl Gateway {
             .push(listener);
     }
 
-    /// Subscribes (`on`) or unsubscribes one client to updates of resource `uri` of backend
-    /// `index` (counted per URI, so one client leaving does not end another's updates).
-    pub fn set_subscription(&self, index: usize, uri: &str, on: bool) -> Result<(), RpcError> {
-        let Some(backend) = self.backends.get(index) else {
-            return Err(RpcError::new(
-                jsonrpc::INTERNAL_ERROR,
-                "route to a backend that does not exist",
-            ));
-        };
+    /// Subscribes (`on`) or unsubscribes one client to updates of resource `uri` of `backend`
+    /// (counted per URI, so one client leaving does not end another's updates).
+    pub fn set_subscription(&self, backend: &Backend, uri: &str, on: bool) -> Result<(), RpcError> {
         backend.set_subscription(uri, on).map_err(|e| e.to_rpc())
     }
 
     /// Sends `logging/setLevel` to every handshake-era backend that offers logging.
     pub fn set_backend_log_level(&self, level: &str) {
-        for backend in &self.backends {
+        for backend in self.backends().iter() {
             backend.set_log_level(level);
         }
     }
 
     /// The current catalog.
     pub fn catalog(&self) -> Arc<Catalog> {
-        Arc::clone(&self.catalog.read().unwrap_or_else(|e| e.into_inner()))
+        Arc::clone(&self.view().catalog)
     }
 
     /// Builds the catalog again from the backends' lists; tells listeners what changed.
     pub fn rebuild_catalog(&self) {
         let _one_at_a_time = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
-        let lists: Vec<_> = self.backends.iter().map(|b| b.lists()).collect();
-        let sources: Vec<Source<'_>> = self
-            .backends
+        let backends = Arc::clone(&self.configured.read().unwrap_or_else(|e| e.into_inner()));
+        let lists: Vec<_> = backends.iter().map(|b| b.lists()).collect();
+        let sources: Vec<Source<'_>> = backends
             .iter()
             .zip(&lists)
             .map(|(b, l)| Source {
@@ -216,7 +319,10 @@ impl Gateway {
         log_clash_changes(&previous.clashes, &fresh.clashes);
         let before = previous.fingerprints();
         let after = fresh.fingerprints();
-        *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(View {
+            catalog: Arc::new(fresh),
+            backends: Arc::clone(&backends),
+        });
         let mut kinds: Vec<ListKind> = ListKind::ALL
             .into_iter()
             .zip(before.iter().zip(after.iter()))
@@ -224,7 +330,7 @@ impl Gateway {
             .map(|(k, _)| k)
             .collect();
         // A backend that said its list changed is believed, even when it reads back the same.
-        for kind in self.backends.iter().flat_map(|b| b.take_announced()) {
+        for kind in backends.iter().flat_map(|b| b.take_announced()) {
             if !kinds.contains(&kind) {
                 kinds.push(kind);
             }
@@ -270,7 +376,9 @@ impl Gateway {
         options: CallOptions,
         link: &mut dyn ClientLink,
     ) -> Result<Value, RpcError> {
-        let catalog = self.catalog();
+        let view = self.view();
+        let catalog = &view.catalog;
+        let backend_at = |index: usize| view.backends.get(index);
         match method {
             "tools/call" => self.call_tool_params(principal, params, options, link),
             "prompts/get" => {
@@ -285,7 +393,10 @@ impl Gateway {
                 let Some(Route::Backend { backend, original }) = catalog.prompt(&name) else {
                     return Err(unknown());
                 };
-                let server = self.server_name(*backend);
+                let Some(backend) = backend_at(*backend) else {
+                    return Err(unknown());
+                };
+                let server = backend.name();
                 if let Err(refusal) = principal.rule.check_name(Some(server), &name) {
                     let error = refusal.to_rpc("prompt", &name);
                     let call = Audited::named(method, server, &name, &params);
@@ -294,11 +405,11 @@ impl Gateway {
                 }
                 let mut params = params;
                 params.insert("name".into(), json!(original));
-                self.forward(*backend, method, params, options, link)
+                self.forward(backend, method, params, options, link)
             }
             "resources/read" => {
                 let uri = required_str(&params, "uri", method)?.to_string();
-                let owner = match self.resource_owner(principal, &uri) {
+                let owner = match self.resource_owner_in(&view, principal, &uri) {
                     Ok(owner) => owner,
                     Err(error) => {
                         let call = Audited::named(method, "", &uri, &params);
@@ -306,7 +417,7 @@ impl Gateway {
                         return Err(error);
                     }
                 };
-                self.forward(owner, method, params, options, link)
+                self.forward(&owner, method, params, options, link)
             }
             "completion/complete" => {
                 let reference = params.get("ref").cloned().unwrap_or(Value::Null);
@@ -315,18 +426,14 @@ impl Gateway {
                     Some("ref/prompt") => {
                         let name = reference.get("name").and_then(Value::as_str).unwrap_or("");
                         match catalog.prompt(name) {
-                            Some(Route::Backend { backend, original })
-                                if principal
-                                    .rule
-                                    .check_name(Some(self.server_name(*backend)), name)
-                                    .is_ok() =>
-                            {
-                                params.insert(
-                                    "ref".into(),
-                                    json!({"type": "ref/prompt", "name": original}),
-                                );
-                                Some(*backend)
-                            }
+                            Some(Route::Backend { backend, original }) => backend_at(*backend)
+                                .filter(|b| principal.rule.check_name(Some(b.name()), name).is_ok())
+                                .inspect(|_| {
+                                    params.insert(
+                                        "ref".into(),
+                                        json!({"type": "ref/prompt", "name": original}),
+                                    );
+                                }),
                             _ => None,
                         }
                     }
@@ -335,13 +442,14 @@ impl Gateway {
                             catalog
                                 .template_owner(u)
                                 .or_else(|| catalog.resource_owner(u))
-                                .filter(|b| self.allows(principal, *b))
+                                .and_then(backend_at)
+                                .filter(|b| principal.may_use(b.name()))
                         })
                     }
                     _ => None,
                 };
                 match target {
-                    Some(backend) => self.forward(backend, method, params, options, link),
+                    Some(backend) => self.forward(&Arc::clone(backend), method, params, options, link),
                     None => Err(RpcError::new(jsonrpc::INVALID_PARAMS, "completion/complete: \"ref\" names no prompt or resource template of this gateway")),
                 }
             }
@@ -354,10 +462,25 @@ impl Gateway {
 
     /// The backend that serves resource `uri` to `principal` (listed, or under a template): an
     /// unknown URI and one of a server outside its rule get the same answer.
-    pub fn resource_owner(&self, principal: &Principal, uri: &str) -> Result<usize, RpcError> {
-        self.catalog()
+    pub fn resource_owner(
+        &self,
+        principal: &Principal,
+        uri: &str,
+    ) -> Result<Arc<Backend>, RpcError> {
+        self.resource_owner_in(&self.view(), principal, uri)
+    }
+
+    fn resource_owner_in(
+        &self,
+        view: &View,
+        principal: &Principal,
+        uri: &str,
+    ) -> Result<Arc<Backend>, RpcError> {
+        view.catalog
             .resource_owner(uri)
-            .filter(|b| self.allows(principal, *b))
+            .and_then(|index| view.backends.get(index))
+            .filter(|b| principal.may_use(b.name()))
+            .cloned()
             .ok_or_else(|| {
                 RpcError::new(
                     jsonrpc::INVALID_PARAMS,
@@ -370,14 +493,15 @@ impl Gateway {
     /// The entries of list `kind` that `principal`'s access rule lets it see: the same rule
     /// that guards its calls.
     pub fn list(&self, principal: &Principal, kind: ListKind) -> Vec<Value> {
-        let catalog = self.catalog();
+        let view = self.view();
+        let catalog = &view.catalog;
         if principal.rule.is_everything() {
             return catalog.visible(kind, &|_| true);
         }
         let rule = &principal.rule;
         catalog.visible_where(kind, &|owner, item| {
             let server = match owner {
-                Some(index) => match self.backends.get(index) {
+                Some(index) => match view.backends.get(index) {
                     Some(backend) => Some(backend.name()),
                     None => return false,
                 },
@@ -415,8 +539,13 @@ impl Gateway {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let catalog = self.catalog();
-        let Some(route) = catalog.tool(&name) else {
+        let view = self.view();
+        let catalog = &view.catalog;
+        let route = catalog.tool(&name).filter(|route| match route {
+            Route::Builtin(_) => true,
+            Route::Backend { backend, .. } => view.backends.get(*backend).is_some(),
+        });
+        let Some(route) = route else {
             let error = RpcError::new(
                 jsonrpc::INVALID_PARAMS,
                 format!("unknown tool \"{name}\" (tools/list shows the tools this gateway offers)"),
@@ -426,10 +555,11 @@ impl Gateway {
             self.audit_refusal(options.audit.as_ref(), &call, &error);
             return Err(error);
         };
-        let server = match route {
+        let backend = match route {
             Route::Builtin(_) => None,
-            Route::Backend { backend, .. } => Some(self.server_name(*backend)),
+            Route::Backend { backend, .. } => view.backends.get(*backend),
         };
+        let server = backend.map(|b| b.name());
         let read_only = catalog.is_read_only(&name);
         if let Err(refusal) = principal.rule.check_tool(server, &name, read_only) {
             let error = refusal.to_rpc("tool", &name);
@@ -437,8 +567,9 @@ impl Gateway {
             self.audit_refusal(options.audit.as_ref(), &call, &error);
             return Err(error);
         }
-        let (backend, original) = match route {
-            Route::Builtin(tool) => {
+        let (backend, original) = match (route, backend) {
+            (Route::Builtin(tool), _) | (Route::Backend { original: tool, .. }, None) => {
+                // (A backend route always has its backend: the route was filtered above.)
                 let arguments = params
                     .get("arguments")
                     .cloned()
@@ -449,9 +580,9 @@ impl Gateway {
                 self.audit_outcome(options.audit.as_ref(), &call, started, &outcome);
                 return outcome;
             }
-            Route::Backend { backend, original } => (*backend, original.as_str()),
+            (Route::Backend { original, .. }, Some(backend)) => (backend, original.as_str()),
         };
-        let server = self.server_name(backend);
+        let server = backend.name();
         let empty = Value::Object(Map::new());
         // The backend never sees a call its own schema refuses.
         if let Some(schema) = catalog.tool_schema(&name) {
@@ -464,12 +595,7 @@ impl Gateway {
                 return Err(error);
             }
         }
-        let Some(config) = self.backends.get(backend).map(|b| &b.config) else {
-            return Err(RpcError::new(
-                jsonrpc::INTERNAL_ERROR,
-                "route to a backend that does not exist",
-            ));
-        };
+        let config = &backend.config;
         if config
             .confirm
             .iter()
@@ -550,7 +676,7 @@ impl Gateway {
         if let Err(cannot) =
             crate::link::check_capability(&link.capabilities(), "elicitation/create", &question)
         {
-            if self.config.confirm_fallback == Fallback::Allow {
+            if self.config().confirm_fallback == Fallback::Allow {
                 self.audit_line(
                     who,
                     &call,
@@ -608,12 +734,7 @@ impl Gateway {
         }
     }
 
-    /// The name of backend `index` (empty if there is none).
-    fn server_name(&self, index: usize) -> &str {
-        self.backends.get(index).map(|b| b.name()).unwrap_or("")
-    }
-
-    /// Sends `method` to backend `index`, mapping failures to JSON-RPC errors.
+    /// Sends `method` to `backend`, mapping failures to JSON-RPC errors.
     ///
     /// When a 2026-07-28 backend answers `input_required` and the client does not speak that
     /// revision, the embedded requests are asked of the client through `link` (as the handshake
@@ -621,7 +742,7 @@ impl Gateway {
     /// [`MAX_INPUT_ROUNDS`] times.
     pub fn forward(
         &self,
-        index: usize,
+        backend: &Arc<Backend>,
         method: &str,
         params: Map<String, Value>,
         options: CallOptions,
@@ -631,7 +752,7 @@ impl Gateway {
         // the client used.
         let audited = matches!(method, "prompts/get" | "resources/read");
         if !audited {
-            return self.forward_unaudited(index, method, &params, options, link);
+            return self.forward_unaudited(backend, method, &params, options, link);
         }
         let name = params
             .get(if method == "resources/read" {
@@ -645,8 +766,8 @@ impl Gateway {
         let mut options = options;
         let who = options.audit.take();
         let started = Instant::now();
-        let outcome = self.forward_unaudited(index, method, &params, options, link);
-        let server = self.backends.get(index).map(|b| b.name()).unwrap_or("");
+        let outcome = self.forward_unaudited(backend, method, &params, options, link);
+        let server = backend.name();
         let call = Audited {
             action: method,
             server,
@@ -709,7 +830,7 @@ impl Gateway {
     /// backend for a client that cannot take them itself.
     fn forward_unaudited(
         &self,
-        index: usize,
+        backend: &Arc<Backend>,
         method: &str,
         params: &Map<String, Value>,
         options: CallOptions,
@@ -721,12 +842,6 @@ impl Gateway {
                 "the audit log cannot be written, and audit.on_failure is \"refuse\": no calls until it can",
             ));
         }
-        let Some(backend) = self.backends.get(index) else {
-            return Err(RpcError::new(
-                jsonrpc::INTERNAL_ERROR,
-                "route to a backend that does not exist",
-            ));
-        };
         // The caller keeps `params` (for its audit line); a retry carries the answers as well.
         let mut retry: Option<Map<String, Value>> = None;
         for _ in 0..=MAX_INPUT_ROUNDS {
@@ -760,7 +875,7 @@ impl Gateway {
 
     /// Whether `principal` may use backend `index`.
     pub fn allows(&self, principal: &Principal, index: usize) -> bool {
-        self.backends
+        self.backends()
             .get(index)
             .map(|b| principal.may_use(b.name()))
             .unwrap_or(false)
@@ -768,7 +883,7 @@ impl Gateway {
 
     /// Cancels a call started with `cancel_key`, wherever it runs.
     pub fn cancel(&self, cancel_key: &str, reason: Option<&str>) {
-        for backend in &self.backends {
+        for backend in self.backends().iter() {
             backend.cancel(cancel_key, reason);
         }
     }
@@ -777,7 +892,7 @@ impl Gateway {
     /// backends `principal` may use.
     pub fn status_json(&self, principal: &Principal) -> Value {
         let backends: Vec<Value> = self
-            .backends
+            .backends()
             .iter()
             .filter(|b| principal.may_use(b.name()))
             .map(|b| {
@@ -820,6 +935,54 @@ impl Gateway {
             "backends": backends,
         })
     }
+}
+
+/// Stops a backend a reload replaced or removed once its calls in flight have ended (or after
+/// `wait`, the longest a call may take), on a thread of its own.
+fn retire(backend: Arc<Backend>, wait: std::time::Duration) {
+    let name = backend.name().to_string();
+    let spawned = std::thread::Builder::new()
+        .name(format!("retire-{name}"))
+        .spawn(move || {
+            let deadline = Instant::now() + wait;
+            while backend.busy() > 0 && Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            backend.stop();
+            log::info!("reload: stopped the previous '{}'", backend.name());
+        });
+    if let Err(e) = spawned {
+        log::warn!("reload: cannot start a thread to stop '{name}': {e}");
+    }
+}
+
+/// The settings that differ between `old` and `new` but are only read at start.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut check = |name: &'static str, differs: bool| {
+        if differs {
+            changed.push(name);
+        }
+    };
+    check("listen", old.listen != new.listen);
+    check("state_dir", old.state_dir != new.state_dir);
+    check("workers", old.workers != new.workers);
+    check("audit", old.audit != new.audit);
+    check("oauth", old.oauth != new.oauth);
+    let (a, b) = (&old.limits, &new.limits);
+    check(
+        "limits (rate limits, connections, cache bounds, body and request limits)",
+        a.principal_rate != b.principal_rate
+            || a.global_rate != b.global_rate
+            || a.max_connections != b.max_connections
+            || a.max_connections_per_address != b.max_connections_per_address
+            || a.cache_max_entries != b.cache_max_entries
+            || a.cache_max_bytes != b.cache_max_bytes
+            || a.max_body_bytes != b.max_body_bytes
+            || a.request_timeout != b.request_timeout
+            || a.io_timeout != b.io_timeout,
+    );
+    changed
 }
 
 /// Asks the client each request embedded in an `input_required` result; the answers keyed as

@@ -10,6 +10,7 @@
 //! - [`gateway`]: the core the faces call.
 //! - [`catalog`]: the aggregated, namespaced view of all backends.
 //! - [`backend`]: one MCP client per configured server, over stdio, HTTP+SSE or Streamable HTTP.
+//! - [`service`]: the PID file, `reload` and `healthcheck`.
 //! - [`tokens`] and [`store`]: bearer tokens, kept hashed in the state folder.
 //! - [`oauth`]: the built-in OAuth 2.1 authorization server (its HTTP side is `face::oauth`).
 //! - [`mcp`]: the protocol both sides speak: revisions, methods, headers, lists, result shapes.
@@ -32,6 +33,7 @@ pub mod mcp;
 pub mod oauth;
 pub mod policy;
 pub mod server;
+pub mod service;
 pub mod sse;
 pub mod store;
 pub mod tokens;

@@ -73,14 +73,14 @@ impl HttpServer {
             mcp: McpFace::new(Arc::clone(&gateway)),
             openai: OpenAiFace::new(Arc::clone(&gateway)),
             oauth_busy: AtomicUsize::new(0),
-            oauth_max: (gateway.config.workers / 2).max(1),
+            oauth_max: (gateway.config().workers / 2).max(1),
             rates: RateLimits::new(
-                gateway.config.limits.principal_rate,
-                gateway.config.limits.global_rate,
+                gateway.config().limits.principal_rate,
+                gateway.config().limits.global_rate,
             ),
         });
         let mut workers = Vec::new();
-        for n in 0..gateway.config.workers {
+        for n in 0..gateway.config().workers {
             let server = Arc::clone(&server);
             let gateway = Arc::clone(&gateway);
             let faces = Arc::clone(&faces);
@@ -115,7 +115,7 @@ impl HttpServer {
 /// a client that trickles its bytes holds no worker; a body over the limit of its path is
 /// handed over at once, unread, for an immediate 413.
 fn server_options(gateway: &Gateway) -> ServerOptions {
-    let limits = &gateway.config.limits;
+    let limits = &gateway.config().limits;
     let max_body = limits.max_body_bytes;
     ServerOptions {
         io_timeout: Some(limits.io_timeout),
@@ -191,7 +191,7 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
     if is_oauth {
         return oauth(request, gateway, faces, &path);
     }
-    let limit = gateway.config.limits.max_body_bytes;
+    let limit = gateway.config().limits.max_body_bytes;
     if request.body_length().map(|n| n > limit).unwrap_or(false) {
         return too_large(request, limit);
     }
@@ -202,7 +202,7 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
             let presented = request_header(&request, "Authorization").is_some();
             let address = crate::http_util::client_address(
                 &request,
-                gateway.config.oauth.trust_forwarded_headers,
+                gateway.config().oauth.trust_forwarded_headers,
             )
             .map(|a| a.to_string())
             .unwrap_or_default();
@@ -423,7 +423,7 @@ fn authenticate(request: &Request, gateway: &Gateway) -> Option<Principal> {
     if let Some(record) = gateway.tokens.verify_record(token) {
         let rule = match &record.profile {
             None => record.access,
-            Some(profile) => match gateway.config.profiles.get(profile) {
+            Some(profile) => match gateway.config().profiles.get(profile) {
                 Some(rule) => rule.clone(),
                 None => {
                     log::warn!("token \"{}\" names the profile \"{profile}\", which the config no longer has: it may reach nothing until the profile is back", record.name);

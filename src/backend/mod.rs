@@ -340,6 +340,11 @@ impl Backend {
         &self.config.name
     }
 
+    /// Calls in flight now.
+    pub fn busy(&self) -> usize {
+        *self.slots.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Starts the supervisor thread (connect, list, watch, reconnect). Returns at once.
     pub fn start(self: &Arc<Self>) {
         if !self.config.enabled {

@@ -35,10 +35,10 @@ pub fn handles(path: &str) -> bool {
 
 /// The URL clients reach us at: `public_url`, else forwarded headers (when trusted), else Host.
 pub fn base_url(gateway: &Gateway, request: &Request) -> String {
-    if let Some(url) = &gateway.config.public_url {
+    if let Some(url) = &gateway.config().public_url {
         return url.clone();
     }
-    if gateway.config.oauth.trust_forwarded_headers {
+    if gateway.config().oauth.trust_forwarded_headers {
         if let (Some(proto), Some(host)) = (
             request_header(request, "X-Forwarded-Proto"),
             request_header(request, "X-Forwarded-Host"),
@@ -52,7 +52,7 @@ pub fn base_url(gateway: &Gateway, request: &Request) -> String {
     }
     let host = request_header(request, "Host")
         .map(str::to_string)
-        .unwrap_or_else(|| gateway.config.listen.clone());
+        .unwrap_or_else(|| gateway.config().listen.clone());
     format!("http://{host}")
 }
 
@@ -147,7 +147,7 @@ pub fn handle(gateway: &Gateway, request: Request, body: &[u8]) {
                 "authorization_response_iss_parameter_supported": true,
                 "client_id_metadata_document_supported": true,
             });
-            if gateway.config.oauth.allow_registration {
+            if gateway.config().oauth.allow_registration {
                 metadata["registration_endpoint"] = json!(format!("{base}/oauth/register"));
             }
             respond_json(request, 200, &metadata, &cors());
@@ -174,7 +174,7 @@ pub fn handle(gateway: &Gateway, request: Request, body: &[u8]) {
 }
 
 fn register(gateway: &Gateway, request: Request, body: &[u8]) {
-    if !gateway.config.oauth.allow_registration {
+    if !gateway.config().oauth.allow_registration {
         return respond_oauth_error(request, &OAuthError::new("access_denied", "dynamic client registration is switched off on this gateway; ask its owner to run `mcp-gateway oauth client add`").with_status(403));
     }
     let address = client_key(gateway, &request);
@@ -277,7 +277,8 @@ fn authorize_page(gateway: &Gateway, request: Request, params: &[(String, String
         .start_authorization(&wanted, &resource_url(base), &address)
     {
         Ok((csrf, pending)) => {
-            let servers: Vec<&str> = gateway.backends.iter().map(|b| b.name()).collect();
+            let backends = gateway.backends();
+            let servers: Vec<&str> = backends.iter().map(|b| b.name()).collect();
             let note = if gateway.oauth.has_password() {
                 None
             } else {
@@ -366,7 +367,8 @@ fn consent(gateway: &Gateway, request: Request, form: &[(String, String)], base:
         .oauth
         .check_password(get("password").unwrap_or(""), &address)
     {
-        let servers: Vec<&str> = gateway.backends.iter().map(|b| b.name()).collect();
+        let backends = gateway.backends();
+        let servers: Vec<&str> = backends.iter().map(|b| b.name()).collect();
         let (status, note) = match e.code {
             "too_many_requests" if e.retry_after.is_some() => (
                 429,
@@ -396,7 +398,7 @@ fn consent(gateway: &Gateway, request: Request, form: &[(String, String)], base:
         );
     }
     let all: Vec<String> = gateway
-        .backends
+        .backends()
         .iter()
         .map(|b| b.name().to_string())
         .collect();
@@ -584,7 +586,7 @@ fn client_credentials(
 /// The key the limits count this request's client under: its address (from the proxy's
 /// headers only with `trust_forwarded_headers`), an IPv6 address by its /64.
 fn client_key(gateway: &Gateway, request: &Request) -> String {
-    crate::http_util::client_address(request, gateway.config.oauth.trust_forwarded_headers)
+    crate::http_util::client_address(request, gateway.config().oauth.trust_forwarded_headers)
         .map(oauth::limits::address_key)
         .unwrap_or_else(|| "unknown".into())
 }

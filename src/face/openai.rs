@@ -89,7 +89,7 @@ pub fn cors_headers(gateway: &Gateway, request: &Request) -> Vec<(String, String
     };
     let origin = origin.trim_end_matches('/');
     let allowed = gateway
-        .config
+        .config()
         .openai
         .cors_origins
         .iter()
@@ -134,7 +134,7 @@ impl OpenAiFace {
     /// Creates the face; with an upstream, a thread keeps its model list fresh in the
     /// background so `/v1/models` is always answered from memory.
     pub fn new(gateway: Arc<Gateway>) -> Arc<OpenAiFace> {
-        let settings = gateway.config.openai.upstream.clone();
+        let settings = gateway.config().openai.upstream.clone();
         let upstream = settings
             .as_ref()
             .map(|u| Upstream::new(&u.base_url, u.api_key.clone(), u.timeout));
@@ -170,7 +170,7 @@ impl OpenAiFace {
             Ok(mut ids) => {
                 let allowlist = self
                     .gateway
-                    .config
+                    .config()
                     .openai
                     .upstream
                     .as_ref()
@@ -282,7 +282,7 @@ impl OpenAiFace {
             gateway: &self.gateway,
             upstream,
             principal,
-            settings: &self.gateway.config.openai,
+            settings: &self.gateway.config().openai,
         };
         tool_loop.run(request, chat, base_model, plain, cors);
     }
@@ -546,7 +546,7 @@ fn catalog_markdown(gateway: &Gateway, principal: &Principal) -> String {
         };
         let server = match catalog.tool(name) {
             Some(Route::Backend { backend, .. }) => gateway
-                .backends
+                .backends()
                 .get(*backend)
                 .map(|b| b.name().to_string())
                 .unwrap_or_default(),

@@ -133,11 +133,11 @@ impl McpFace {
             logs: Arc::new(EventLogs::default()),
             awaiting: Mutex::new(HashMap::new()),
             answer_timeout: gateway
-                .config
+                .config()
                 .servers
                 .iter()
                 .map(|s| s.timeout)
-                .fold(gateway.config.limits.call_timeout, Duration::max),
+                .fold(gateway.config().limits.call_timeout, Duration::max),
             parked: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
         });
@@ -190,7 +190,7 @@ impl McpFace {
     /// Why the DNS-rebinding guards refuse `request` (its `Host` or its browser `Origin`), if
     /// they do.
     fn guard_refusal(&self, request: &Request) -> Option<String> {
-        let config = &self.gateway.config;
+        let config = &*self.gateway.config();
         if let Some(host) = request_header(request, "Host") {
             if !host_allowed(config, host) {
                 return Some(format!("host {host} is not allowed (set \"public_url\" to the URL clients use, or add that origin to \"allowed_origins\" in the config)"));
@@ -385,7 +385,7 @@ impl McpFace {
         };
         let hints = self
             .gateway
-            .backends
+            .backends()
             .iter()
             .enumerate()
             .filter(|(i, _)| self.gateway.allows(principal, *i))
@@ -431,7 +431,7 @@ impl McpFace {
 
     /// A notification a backend sent outside any call: resource updates go to the sessions and
     /// listen streams that subscribed to the resource.
-    fn backend_notice(&self, backend: usize, message: &Value) {
+    fn backend_notice(&self, backend: &str, message: &Value) {
         if message.get("method").and_then(Value::as_str) != Some("notifications/resources/updated")
         {
             return;
@@ -708,7 +708,8 @@ impl McpFace {
     }
 
     fn instructions(&self) -> String {
-        let names: Vec<&str> = self.gateway.backends.iter().map(|b| b.name()).collect();
+        let backends = self.gateway.backends();
+        let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
         if names.is_empty() {
             "mcp-gateway with no backends configured yet; the gateway__status tool reports its state.".to_string()
         } else {
@@ -725,7 +726,7 @@ impl McpFace {
         cancel_key: String,
         link: &mut CallLink<'_>,
     ) -> Result<Value, RpcError> {
-        let page_size = self.gateway.config.limits.page_size;
+        let page_size = self.gateway.config().limits.page_size;
         let cursor = params.get("cursor").and_then(Value::as_str);
         let list = |items: &[Value], key: &str| -> Result<Value, RpcError> {
             let (page, next) = catalog::page(items, cursor, page_size)
@@ -808,7 +809,7 @@ impl McpFace {
                     )),
                 };
                 if changed {
-                    if let Err(e) = self.gateway.set_subscription(owner, uri, on) {
+                    if let Err(e) = self.gateway.set_subscription(&owner, uri, on) {
                         if on {
                             if let Era::Session { id } = era {
                                 if let Some(s) = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get_mut(id) {
@@ -943,10 +944,10 @@ impl McpFace {
 
     /// Gives up one subscriber's subscriptions to `uris`.
     fn release_subscriptions(&self, uris: impl IntoIterator<Item = String>) {
-        let catalog = self.gateway.catalog();
         for uri in uris {
-            if let Some(owner) = catalog.resource_owner(&uri) {
-                if let Err(e) = self.gateway.set_subscription(owner, &uri, false) {
+            let everyone = Principal::unrestricted("");
+            if let Ok(owner) = self.gateway.resource_owner(&everyone, &uri) {
+                if let Err(e) = self.gateway.set_subscription(&owner, &uri, false) {
                     log::debug!("cannot unsubscribe from {uri}: {}", e.message);
                 }
             }
@@ -1069,7 +1070,7 @@ impl McpFace {
             let Ok(owner) = self.gateway.resource_owner(principal, uri) else {
                 continue;
             };
-            match self.gateway.set_subscription(owner, uri, true) {
+            match self.gateway.set_subscription(&owner, uri, true) {
                 Ok(()) => honoured.push(uri.to_string()),
                 Err(e) => log::debug!("cannot subscribe to {uri}: {}", e.message),
             }
