@@ -81,6 +81,8 @@ pub struct Gateway {
     rebuilding: Mutex<()>,
     /// The audit log.
     pub audit: crate::audit::AuditLog,
+    /// The counters behind `/metrics`.
+    pub metrics: crate::metrics::Metrics,
     listeners: RwLock<Vec<ChangeListener>>,
     notice_listeners: Arc<RwLock<Vec<NoticeListener>>>,
 }
@@ -121,6 +123,7 @@ impl Gateway {
                 catalog: RwLock::new(Arc::new(Catalog::default())),
                 rebuilding: Mutex::new(()),
                 audit: crate::audit::AuditLog::start(&config.audit, &config.state_dir),
+                metrics: crate::metrics::Metrics::new(),
                 listeners: RwLock::new(Vec::new()),
                 notice_listeners: Arc::new(RwLock::new(Vec::new())),
             }
@@ -400,6 +403,14 @@ impl Gateway {
         duration: Option<std::time::Duration>,
         result_bytes: Option<usize>,
     ) {
+        self.metrics.observe(
+            call.action,
+            call.server,
+            call.name,
+            outcome,
+            duration,
+            &self.catalog(),
+        );
         let Some(who) = who else { return };
         self.audit.record(&crate::audit::Entry {
             face: who.face,
