@@ -153,8 +153,9 @@ fn worker(server: &Server, gateway: &Arc<Gateway>, faces: &Faces) {
         };
         let path = request.url().to_string();
         let face = face_of(path_of(&path).trim_end_matches('/'));
-        crate::metrics::take_status(); // whatever a previous request left
-                                       // A panic must cost one request, never the worker or the process.
+        // Forget whatever a previous request on this thread left noted.
+        crate::metrics::take_status();
+        // A panic must cost one request, never the worker or the process.
         if catch_unwind(AssertUnwindSafe(|| route(request, gateway, faces))).is_err() {
             log::error!(
                 "internal error while answering {}; the request was dropped",
