@@ -9,7 +9,7 @@
 //!
 //! Where the figures come from:
 //! - **HTTP requests** (`mcp_gateway_http_requests_total{face,status}`): every answer is written
-//!   by a few helpers (`http_util::respond_json`, `respond_empty`, `respond_text`,
+//!   by a few helpers (`http_util::respond_json`, `respond_empty`, `respond_bytes`,
 //!   `SseStream::start`, the OAuth face's HTML page), always on the worker thread that routes the
 //!   request. Each helper notes its status in a thread-local ([`note_status`]); the worker, which
 //!   knows the face from the path, takes the note after routing ([`take_status`]) and counts
