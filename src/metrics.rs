@@ -1,11 +1,11 @@
 //! Prometheus metrics: the counters the gateway keeps about itself, and `GET /metrics` in the
 //! text exposition format 0.0.4.
 //!
-//! This module owns the [`Metrics`] held by the [`Gateway`] (counters, the call-duration
-//! histogram, the series caps), the `"metrics"` config section ([`MetricsSettings`]), the
-//! rendering of the text format ([`Metrics::render`]) and the note of the HTTP status each
-//! answer went out with ([`note_status`]). It decides nothing about auth: `server.rs` routes and
-//! authenticates `/metrics` like `/status`.
+//! This module owns the [`Metrics`] held by the [`Gateway`](crate::gateway::Gateway)
+//! (counters, the call-duration histogram, the series caps), the `"metrics"` config section
+//! ([`MetricsSettings`]), the rendering of the text format ([`Metrics::render`]) and the note of
+//! the HTTP status each answer went out with ([`note_status`]). It decides nothing about auth:
+//! `server.rs` routes and authenticates `/metrics` like `/status`.
 //!
 //! Where the figures come from:
 //! - **HTTP requests** (`mcp_gateway_http_requests_total{face,status}`): every answer is written
