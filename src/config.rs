@@ -46,6 +46,8 @@ pub struct Config {
     pub profiles: BTreeMap<String, crate::policy::AccessRule>,
     /// What happens to a `confirm` tool when the client cannot be asked.
     pub confirm_fallback: crate::policy::confirm::Fallback,
+    /// `/metrics`: on or off, and who may read it.
+    pub metrics: crate::metrics::MetricsSettings,
     /// Where the config came from, for messages.
     pub source: Option<PathBuf>,
 }
@@ -319,6 +321,7 @@ impl Config {
             audit: crate::audit::AuditSettings::default(),
             profiles: BTreeMap::new(),
             confirm_fallback: crate::policy::confirm::Fallback::Refuse,
+            metrics: crate::metrics::MetricsSettings::default(),
             source: None,
         }
     }
@@ -522,10 +525,12 @@ const AUDIT_KEYS: &[&str] = &[
     "redact",
     "on_failure",
 ];
+const METRICS_KEYS: &[&str] = &["enabled", "public", "tokens"];
 const TOP_KEYS: &[&str] = &[
     "audit",
     "profiles",
     "confirm_fallback",
+    "metrics",
     "openai",
     "oauth",
     "mcpServers",
@@ -844,6 +849,15 @@ impl Checker {
                 "write {\"path\": \"audit.log\"}",
             ),
         }
+        match top.get("metrics") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(metrics)) => self.metrics(metrics, &mut config.metrics),
+            Some(other) => self.problem(
+                "$.metrics",
+                format!("expected an object, found {}", kind(other)),
+                "write {\"enabled\": true, \"public\": false}",
+            ),
+        }
         match top.get("oauth") {
             None | Some(Value::Null) => {}
             Some(Value::Object(oauth)) => self.oauth(oauth, &mut config.oauth),
@@ -1079,6 +1093,34 @@ impl Checker {
                 format!("\"{other}\" is not a choice"),
                 "use \"continue\" (count the failure and go on) or \"refuse\" (refuse calls while the log cannot be written)",
             ),
+        }
+    }
+
+    fn metrics(&mut self, map: &Map<String, Value>, metrics: &mut crate::metrics::MetricsSettings) {
+        let path = "$.metrics";
+        self.unknown_keys(map, path, METRICS_KEYS);
+        if let Some(v) = self.boolean(map, path, "enabled") {
+            metrics.enabled = v;
+        }
+        if let Some(v) = self.boolean(map, path, "public") {
+            metrics.public = v;
+        }
+        metrics.tokens = self.string_list(map, path, "tokens");
+        if metrics.public && !metrics.tokens.is_empty() {
+            self.problem(
+                "$.metrics.tokens",
+                "has no effect with \"public\": true (anyone may read /metrics then)",
+                "drop \"public\" to let only these tokens scrape, or drop \"tokens\"",
+            );
+        }
+        for (i, name) in metrics.tokens.iter().enumerate() {
+            if !crate::tokens::valid_name(name) {
+                self.problem(
+                    &format!("$.metrics.tokens[{i}]"),
+                    format!("\"{name}\" is not a token name"),
+                    "list static tokens by the names `mcp-gateway token list` shows (letters, digits, '.', '_', '-')",
+                );
+            }
         }
     }
 
@@ -1523,6 +1565,44 @@ mod tests {
             .find(|p| p.path == "$.mcpServers.d.prefx")
             .expect("typo reported");
         assert!(typo.hint.contains("\"prefix\""), "{typo}");
+    }
+
+    #[test]
+    fn the_metrics_section_is_read_and_checked() {
+        let config = parse(r#"{"mcpServers": {}}"#).expect("valid");
+        assert_eq!(config.metrics, crate::metrics::MetricsSettings::default());
+        assert!(config.metrics.enabled && !config.metrics.public);
+        let config =
+            parse(r#"{"metrics": {"enabled": false, "tokens": ["prometheus", "a.b-c_d"]}}"#)
+                .expect("valid");
+        assert!(!config.metrics.enabled);
+        assert_eq!(config.metrics.tokens, ["prometheus", "a.b-c_d"]);
+        assert!(
+            parse(r#"{"metrics": {"public": true}}"#)
+                .expect("valid")
+                .metrics
+                .public
+        );
+        let found = problems(
+            r#"{"metrics": {"enabled": "yes", "publik": true, "tokens": ["oauth:claude", 3]}}"#,
+        );
+        let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "$.metrics.publik",
+                "$.metrics.enabled",
+                "$.metrics.tokens[1]",
+                "$.metrics.tokens[0]"
+            ],
+            "{found:?}"
+        );
+        assert!(found[0].hint.contains("\"public\""), "{}", found[0]);
+        let found = problems(r#"{"metrics": {"public": true, "tokens": ["prometheus"]}}"#);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, "$.metrics.tokens");
+        let found = problems(r#"{"metrics": true}"#);
+        assert_eq!(found[0].path, "$.metrics");
     }
 
     #[test]

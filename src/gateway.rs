@@ -92,6 +92,8 @@ pub struct Gateway {
     pub audit: crate::audit::AuditLog,
     /// Results of read-only tools of servers with `cache_ttl_secs`.
     pub cache: ResultCache,
+    /// The counters behind `/metrics`.
+    pub metrics: crate::metrics::Metrics,
     listeners: RwLock<Vec<ChangeListener>>,
     notice_listeners: Arc<RwLock<Vec<NoticeListener>>>,
     /// Itself, for the callbacks of backends a reload adds.
@@ -118,6 +120,7 @@ impl Gateway {
                 config.limits.cache_max_entries,
                 config.limits.cache_max_bytes,
             ),
+            metrics: crate::metrics::Metrics::new(),
             listeners: RwLock::new(Vec::new()),
             notice_listeners: Arc::new(RwLock::new(Vec::new())),
             me: weak.clone(),
@@ -811,6 +814,14 @@ impl Gateway {
         duration: Option<std::time::Duration>,
         result_bytes: Option<usize>,
     ) {
+        self.metrics.observe(
+            call.action,
+            call.server,
+            call.name,
+            outcome,
+            duration,
+            &self.catalog(),
+        );
         let Some(who) = who else { return };
         self.audit.record(&crate::audit::Entry {
             face: who.face,

@@ -1,5 +1,6 @@
 //! Small HTTP helpers on top of tiny_http: JSON answers, and Server-Sent Event streams written
-//! chunk by chunk with a flush per event.
+//! chunk by chunk with a flush per event. Each notes the status it sends for the metrics
+//! (`crate::metrics::note_status`): an answer written another way must note it too.
 //!
 //! tiny_http buffers bodies of unknown length (8 KiB) before writing, which would hold SSE events
 //! back; so streams take the raw socket with `Request::into_writer`, write the status line and
@@ -72,8 +73,21 @@ fn parse_address(text: &str) -> Option<IpAddr> {
 /// away are only logged.
 pub fn respond_json(request: Request, status: u16, body: &Value, headers: &[(String, String)]) {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::from_data(bytes).with_status_code(status);
-    if let Some(h) = header("Content-Type", "application/json") {
+    respond_bytes(request, status, bytes, "application/json", headers);
+}
+
+/// Sends `body` with `status`, `content_type` and extra headers. Errors writing to a client
+/// that went away are only logged.
+pub fn respond_bytes(
+    request: Request,
+    status: u16,
+    body: Vec<u8>,
+    content_type: &str,
+    headers: &[(String, String)],
+) {
+    crate::metrics::note_status(status);
+    let mut response = Response::from_data(body).with_status_code(status);
+    if let Some(h) = header("Content-Type", content_type) {
         response.add_header(h);
     }
     for (name, value) in headers {
@@ -88,6 +102,7 @@ pub fn respond_json(request: Request, status: u16, body: &Value, headers: &[(Str
 
 /// Sends an empty answer with `status` and extra headers.
 pub fn respond_empty(request: Request, status: u16, headers: &[(String, String)]) {
+    crate::metrics::note_status(status);
     let mut response = Response::empty(status);
     for (name, value) in headers {
         if let Some(h) = header(name, value) {
@@ -109,6 +124,7 @@ pub struct SseStream {
 impl SseStream {
     /// Takes over the connection of `request` and writes the stream's head.
     pub fn start(request: Request, headers: &[(String, String)]) -> io::Result<SseStream> {
+        crate::metrics::note_status(200);
         let mut writer = request.into_writer();
         let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache, no-transform\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n");
         for (name, value) in headers {

@@ -4,6 +4,7 @@
 //! The parts, each in its own module:
 //! - [`cli`]: the command line.
 //! - [`audit`]: the audit log, a JSON line per call, refusal and failed authentication.
+//! - [`metrics`]: the counters behind `GET /metrics` (Prometheus text format).
 //! - [`config`]: the config file, checked into a [`config::Config`].
 //! - [`server`]: the HTTP server (worker pool, routing, auth, limits).
 //! - [`face`]: the protocols clients speak (the MCP face at `/mcp`).
@@ -30,6 +31,7 @@ pub mod jsonrpc;
 pub mod link;
 pub mod llm;
 pub mod mcp;
+pub mod metrics;
 pub mod oauth;
 pub mod policy;
 pub mod server;

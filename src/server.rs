@@ -1,11 +1,13 @@
 //! The HTTP server: a fixed pool of worker threads on one tiny_http server, routing, bearer-token
-//! checks, body limits, socket timeouts, and panic isolation.
+//! checks, body limits, socket timeouts, and panic isolation. Each worker counts the answers it
+//! sends (`mcp_gateway_http_requests_total`, see `crate::metrics`).
 
 use crate::face::mcp::McpFace;
 use crate::face::oauth as oauth_face;
 use crate::face::openai::{self as openai_face, OpenAiFace};
 use crate::gateway::{Gateway, Principal};
 use crate::http_util::{request_header, respond_json};
+use crate::metrics::Face;
 use crate::policy::ratelimit::{Limited, RateLimits};
 use crate::policy::AccessRule;
 use serde_json::json;
@@ -151,6 +153,9 @@ fn worker(server: &Server, gateway: &Arc<Gateway>, faces: &Faces) {
             }
         };
         let path = request.url().to_string();
+        let face = face_of(path_of(&path).trim_end_matches('/'));
+        // Forget whatever a previous request on this thread left noted.
+        crate::metrics::take_status();
         // A panic must cost one request, never the worker or the process.
         if catch_unwind(AssertUnwindSafe(|| route(request, gateway, faces))).is_err() {
             log::error!(
@@ -158,11 +163,25 @@ fn worker(server: &Server, gateway: &Arc<Gateway>, faces: &Faces) {
                 crate::untrusted::for_log(&path)
             );
         }
+        // Answered by nobody: tiny_http sent 500 when the request was dropped.
+        let status = crate::metrics::take_status().unwrap_or(500);
+        gateway.metrics.count_request(face, status);
     }
 }
 
 fn path_of(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
+}
+
+/// The face a path belongs to, for the metrics (as `route` sends it on).
+fn face_of(path: &str) -> Face {
+    match path {
+        "/mcp" => Face::Mcp,
+        "/health" | "/status" | "/metrics" => Face::Status,
+        _ if path == "/v1" || path.starts_with("/v1/") => Face::OpenAi,
+        _ if oauth_face::handles(path) => Face::OAuth,
+        _ => Face::Other,
+    }
 }
 
 fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
@@ -180,7 +199,20 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
     if is_openai && *request.method() == Method::Options {
         return openai_face::preflight(request, gateway);
     }
-    if !is_oauth && !is_openai && !matches!(path.as_str(), "/mcp" | "/status") {
+    let config = gateway.config();
+    let settings = &config.metrics;
+    if path == "/metrics" && !settings.enabled {
+        return respond_json(
+            request,
+            404,
+            &json!({"error": "not_found", "message": "metrics are off (\"metrics\": {\"enabled\": false} in the config)"}),
+            &[],
+        );
+    }
+    if path == "/metrics" && settings.public {
+        return metrics(request, gateway, faces, None);
+    }
+    if !is_oauth && !is_openai && !matches!(path.as_str(), "/mcp" | "/status" | "/metrics") {
         return respond_json(
             request,
             404,
@@ -199,6 +231,7 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
     let principal = match authenticate(&request, gateway) {
         Some(p) => p,
         None => {
+            gateway.metrics.count_auth_failure();
             let presented = request_header(&request, "Authorization").is_some();
             let address = crate::http_util::client_address(
                 &request,
@@ -227,6 +260,7 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
         }
     };
     if let Err(limited) = faces.rates.check(&principal.name) {
+        gateway.metrics.count_rate_limited(limited.own);
         gateway.audit.record(&crate::audit::Entry {
             face,
             principal: &principal.name,
@@ -256,6 +290,7 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
     };
     match (path.as_str(), principal) {
         ("/mcp", principal) => faces.mcp.handle(request, body, &principal),
+        ("/metrics", principal) => metrics(request, gateway, faces, Some(&principal)),
         (_, principal) if is_openai => faces.openai.handle(request, &body, &principal),
         (_, principal) if *request.method() == Method::Get => {
             respond_json(request, 200, &gateway.status_json(&principal), &[])
@@ -302,6 +337,46 @@ fn oauth(mut request: Request, gateway: &Gateway, faces: &Faces, path: &str) {
         ),
         Err(BodyError::Io(status, message)) => refuse(request, status, message),
     }
+}
+
+/// `GET /metrics`: the Prometheus text exposition. `principal` is who scrapes (`None` with
+/// `metrics.public`); with `metrics.tokens` set, only those static tokens may (OAuth principals
+/// are named `oauth:...`, which no token name can be).
+fn metrics(request: Request, gateway: &Gateway, faces: &Faces, principal: Option<&Principal>) {
+    if *request.method() != Method::Get {
+        return respond_json(
+            request,
+            405,
+            &json!({"error": "method_not_allowed", "message": "use GET /metrics"}),
+            &[("Allow".to_string(), "GET".to_string())],
+        );
+    }
+    let config = gateway.config();
+    let allowed = &config.metrics.tokens;
+    if let Some(principal) = principal {
+        if !allowed.is_empty() && !allowed.contains(&principal.name) {
+            log::info!(
+                "refused GET /metrics to {}: not in metrics.tokens",
+                crate::untrusted::for_log(&principal.name)
+            );
+            return respond_json(
+                request,
+                403,
+                &json!({"error": "forbidden", "message": "this token may not read /metrics (metrics.tokens lists the ones that may)"}),
+                &[],
+            );
+        }
+    }
+    let sessions = faces.mcp.session_count() as u64;
+    let view = crate::metrics::View::of(gateway, sessions);
+    let body = gateway.metrics.render(&view);
+    crate::http_util::respond_bytes(
+        request,
+        200,
+        body.into_bytes(),
+        crate::metrics::CONTENT_TYPE,
+        &[("Cache-Control".to_string(), "no-store".to_string())],
+    );
 }
 
 /// Why a request body could not be had.

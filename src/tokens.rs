@@ -118,7 +118,7 @@ pub fn generate_token() -> Result<String, TokenError> {
     Ok(format!("{TOKEN_PREFIX}{}", hex(&bytes)))
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

@@ -640,6 +640,7 @@ fn respond_html_with(
             response.add_header(h);
         }
     }
+    crate::metrics::note_status(status);
     let _ = request.respond(response);
 }
 

@@ -183,3 +183,28 @@ def test_a_result_bigger_than_cache_max_bytes_is_not_kept(small: support.Gateway
     assert counted(small, small.token, {"label": label}) != first
     assert len(house.tool_calls("counter", label=label)) == 2
     assert cache_status(small)["bytes"] <= SMALL_LIMITS["cache_max_bytes"]
+
+
+def test_metrics_report_the_same_cache_figures_as_status(gw: support.Gateway) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    label = unique("metrics")
+    counted(gw, gw.token, {"label": label})
+    counted(gw, gw.token, {"label": label})
+
+    def scrape() -> dict[str, float]:
+        response = support.httpx2.get(f"{gw.base}/metrics", headers=gw.auth(), timeout=10)
+        assert response.status_code == 200, response.text
+        samples = {}
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                if sample.name.startswith("mcp_gateway_cache_"):
+                    samples[sample.name] = sample.value
+        return samples
+
+    status = cache_status(gw)
+    figures = scrape()
+    assert figures["mcp_gateway_cache_hits_total"] == status["hits"] >= 1, (figures, status)
+    assert figures["mcp_gateway_cache_misses_total"] == status["misses"] >= 1, (figures, status)
+    assert figures["mcp_gateway_cache_entries"] == status["entries"] >= 1, (figures, status)
+    assert figures["mcp_gateway_cache_bytes"] == status["bytes"] > 0, (figures, status)
