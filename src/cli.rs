@@ -297,23 +297,31 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
             println!("mcp-gateway {}", env!("CARGO_PKG_VERSION"));
             0
         }
-        Command::Reload { config } => with_state_config(config.clone(), |c| {
+        Command::Reload { config } => {
             // A config that fails checking would be refused by the gateway anyway: say so here.
-            if let Some(path) = &config {
-                if let Err(e) = Config::load(path) {
-                    eprint!("{e}");
-                    eprintln!("\nnot reloaded: the running gateway keeps its current config");
-                    return 1;
-                }
-            }
-            match crate::service::signal_reload(&c.state_dir) {
+            // `${NAME}`s are not checked: the gateway's environment has them, this shell may not.
+            let checked = match &config {
+                Some(path) => match Config::load_for_state(path) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprint!("{e}");
+                        if !matches!(e, ConfigError::Invalid(_)) {
+                            eprintln!();
+                        }
+                        eprintln!("not reloaded: the running gateway keeps its current config");
+                        return 1;
+                    }
+                },
+                None => Config::embedded_default(),
+            };
+            match crate::service::signal_reload(&checked.state_dir) {
                 Ok(pid) => {
                     println!("Asked the gateway (process {pid}) to reload its config; its log says what changed.");
                     0
                 }
                 Err(e) => fail(e),
             }
-        }),
+        }
         Command::Healthcheck { config, url } => with_state_config(config, |c| {
             let url = url.unwrap_or_else(|| crate::service::health_url(&c.listen));
             match crate::service::probe(&url, Duration::from_secs(3)) {

@@ -17,6 +17,9 @@ use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Instant;
 
+/// How long a reload waits for the backends it starts to connect before swapping them in.
+const RELOAD_START_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How many `input_required` rounds one request may take before mcp-gateway gives up.
 pub const MAX_INPUT_ROUNDS: usize = 10;
 
@@ -233,11 +236,22 @@ impl Gateway {
             .map(|s| s.timeout)
             .chain(old.servers.iter().map(|s| s.timeout))
             .fold(config.limits.call_timeout, std::time::Duration::max);
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
-        *self.configured.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        // New backends connect before they are swapped in, so a restarted backend's tools do not
+        // vanish from the lists while it starts (bounded: one that is slow to come up joins as
+        // it is, starting, and its tools appear when it is up).
         for backend in &fresh {
             backend.start();
         }
+        let deadline = Instant::now() + RELOAD_START_WAIT;
+        while Instant::now() < deadline
+            && fresh
+                .iter()
+                .any(|b| b.status().state == crate::backend::State::Starting)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        *self.configured.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
         self.rebuild_catalog();
         for backend in retired {
             retire(backend, wait);
@@ -980,16 +994,19 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("workers", old.workers != new.workers);
     check("audit", old.audit != new.audit);
     check("oauth", old.oauth != new.oauth);
+    check(
+        "openai.upstream",
+        old.openai.upstream != new.openai.upstream,
+    );
     let (a, b) = (&old.limits, &new.limits);
     check(
-        "limits (rate limits, connections, cache bounds, body and request limits)",
+        "limits (rate limits, connections, cache bounds, request and I/O timeouts)",
         a.principal_rate != b.principal_rate
             || a.global_rate != b.global_rate
             || a.max_connections != b.max_connections
             || a.max_connections_per_address != b.max_connections_per_address
             || a.cache_max_entries != b.cache_max_entries
             || a.cache_max_bytes != b.cache_max_bytes
-            || a.max_body_bytes != b.max_body_bytes
             || a.request_timeout != b.request_timeout
             || a.io_timeout != b.io_timeout,
     );

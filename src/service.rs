@@ -28,7 +28,7 @@ impl fmt::Display for ServiceError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServiceError::NotRunning(p) => write!(f, "no gateway is running with this state folder ({} does not exist; hint: is --config the one the service uses?)", p.display()),
-            ServiceError::Stale(p, pid) => write!(f, "{} names process {pid}, which is not running (hint: start the gateway)", p.display()),
+            ServiceError::Stale(p, pid) => write!(f, "{} names process {pid}, which is not a running gateway (hint: start the gateway; the file is left from one that was killed)", p.display()),
             ServiceError::BadPidFile(p, e) => write!(f, "cannot read {}: {e}", p.display()),
             ServiceError::Signal(pid, e) => write!(f, "cannot signal process {pid}: {e} (hint: run as the gateway's user or root)"),
             ServiceError::Unhealthy(url, why) => write!(f, "{url}: {why}"),
@@ -82,6 +82,14 @@ pub fn signal_reload(state_dir: &Path) -> Result<i32, ServiceError> {
             return Err(ServiceError::Stale(path, pid));
         }
         return Err(ServiceError::Signal(pid, e));
+    }
+    // A PID file left by a gateway that was killed may name a process that reused the PID:
+    // SIGHUP would end it. Where /proc tells, only a `serve` process is signalled.
+    if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+        let serving = cmdline.split(|b| *b == 0).any(|arg| arg == b"serve");
+        if !serving {
+            return Err(ServiceError::Stale(path, pid));
+        }
     }
     // SAFETY: as above.
     if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
