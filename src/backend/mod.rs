@@ -254,7 +254,9 @@ enum SupervisorMsg {
 }
 
 struct Slots {
-    busy: Mutex<usize>,
+    /// Calls in flight, and calls waiting for a slot (only then is a freed slot announced: a
+    /// condvar's notify is a system call even with nobody waiting).
+    state: Mutex<SlotState>,
     freed: Condvar,
     max: usize,
 }
@@ -319,7 +321,7 @@ impl Backend {
                 failures: 0,
             }),
             slots: Slots {
-                busy: Mutex::new(0),
+                state: Mutex::new(SlotState::default()),
                 freed: Condvar::new(),
                 max: max_calls.max(1),
             },
@@ -342,7 +344,11 @@ impl Backend {
 
     /// Calls in flight now.
     pub fn busy(&self) -> usize {
-        *self.slots.busy.lock().unwrap_or_else(|e| e.into_inner())
+        self.slots
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .busy
     }
 
     /// Starts the supervisor thread (connect, list, watch, reconnect). Returns at once.
@@ -690,22 +696,24 @@ impl Backend {
         // Waiting holds a worker thread, so wait briefly: a backend that stays saturated must not
         // take every worker of the gateway with it.
         let deadline = Instant::now() + self.config.timeout.min(SLOT_WAIT);
-        let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
-        while *busy >= self.slots.max {
+        let mut state = self.slots.state.lock().unwrap_or_else(|e| e.into_inner());
+        while state.busy >= self.slots.max {
             let now = Instant::now();
             if now >= deadline {
                 return Err(CallError::Busy {
                     backend: self.config.name.clone(),
                 });
             }
-            busy = self
+            state.waiting += 1;
+            state = self
                 .slots
                 .freed
-                .wait_timeout(busy, deadline - now)
+                .wait_timeout(state, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            state.waiting -= 1;
         }
-        *busy += 1;
+        state.busy += 1;
         Ok(SlotGuard { slots: &self.slots })
     }
 
@@ -1132,15 +1140,23 @@ impl Backend {
     }
 }
 
+#[derive(Default)]
+struct SlotState {
+    busy: usize,
+    waiting: usize,
+}
+
 struct SlotGuard<'a> {
     slots: &'a Slots,
 }
 
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
-        let mut busy = self.slots.busy.lock().unwrap_or_else(|e| e.into_inner());
-        *busy = busy.saturating_sub(1);
-        self.slots.freed.notify_one();
+        let mut state = self.slots.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.busy = state.busy.saturating_sub(1);
+        if state.waiting > 0 {
+            self.slots.freed.notify_one();
+        }
     }
 }
 
@@ -1331,4 +1347,57 @@ fn negotiate_inner(
             .unwrap_or_else(|| json!({})),
         result.get("serverInfo").cloned().unwrap_or(Value::Null),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Naming, TransportConfig};
+
+    fn backend(max_calls: usize, timeout: Duration) -> Arc<Backend> {
+        let config = ServerConfig {
+            name: "slots".into(),
+            transport: TransportConfig::StreamableHttp {
+                url: "http://127.0.0.1:9/mcp".into(),
+                headers: Vec::new(),
+            },
+            timeout,
+            enabled: false,
+            tools_allow: Vec::new(),
+            tools_deny: Vec::new(),
+            naming: Naming::prefixed("slots"),
+            confirm: Vec::new(),
+            read_only_tools: Vec::new(),
+            cache_ttl: None,
+        };
+        Backend::new(config, max_calls, Duration::from_secs(300), Box::new(|| {}))
+    }
+
+    #[test]
+    fn a_freed_slot_goes_to_a_waiting_call_and_a_full_backend_says_busy() {
+        let b = backend(1, Duration::from_secs(5));
+        let held = b.acquire_slot().expect("the first slot");
+        assert_eq!(b.busy(), 1);
+        let waiter = {
+            let b = Arc::clone(&b);
+            std::thread::spawn(move || b.acquire_slot().map(|_| ()).is_ok())
+        };
+        // Bounded wait until the other thread is waiting for the slot.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while b.slots.state.lock().unwrap().waiting == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(b.slots.state.lock().unwrap().waiting, 1);
+        drop(held);
+        assert!(
+            waiter.join().unwrap(),
+            "the waiting call got the freed slot"
+        );
+        assert_eq!(b.busy(), 0);
+
+        let quick = backend(1, Duration::from_millis(50));
+        let _held = quick.acquire_slot().expect("the first slot");
+        assert!(matches!(quick.acquire_slot(), Err(CallError::Busy { .. })));
+        assert_eq!(quick.slots.state.lock().unwrap().waiting, 0);
+    }
 }
