@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 /// Lines waiting for the writer; past that, lines are dropped and counted.
 const QUEUE: usize = 4096;
+/// At most this much of the queue goes out in one write.
+const BATCH_BYTES: usize = 64 * 1024;
 /// Argument keys whose values are never written (matched case-insensitively as substrings).
 pub const SENSITIVE: &[&str] = &[
     "password",
@@ -253,12 +255,42 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, rx: Receiver<String>) {
-        while let Ok(line) = rx.recv() {
-            match self.write(&line) {
+        // Lines that queued up while the last ones were written go out in one write, as long
+        // as they fit in the current file (a line that does not waits for the next batch).
+        let mut batch = String::new();
+        let mut held: Option<String> = None;
+        loop {
+            let first = match held.take() {
+                Some(line) => line,
+                None => match rx.recv() {
+                    Ok(line) => line,
+                    Err(_) => return,
+                },
+            };
+            batch.clear();
+            batch.push_str(&first);
+            batch.push('\n');
+            let mut lines = 1;
+            let room = self.max_bytes.saturating_sub(self.size) as usize;
+            while batch.len() < BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(more) if batch.len() + more.len() < room => {
+                        batch.push_str(&more);
+                        batch.push('\n');
+                        lines += 1;
+                    }
+                    Ok(more) => {
+                        held = Some(more);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            match self.write(&batch) {
                 Ok(()) => self.failing.store(false, Ordering::SeqCst),
                 Err(e) => {
                     self.file = None;
-                    self.failures.fetch_add(1, Ordering::SeqCst);
+                    self.failures.fetch_add(lines, Ordering::SeqCst);
                     self.failing.store(true, Ordering::SeqCst);
                     let due = match self.last_complaint {
                         None => true,
@@ -273,8 +305,9 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, line: &str) -> std::io::Result<()> {
-        if self.file.is_some() && self.size + line.len() as u64 + 1 > self.max_bytes {
+    /// Appends `lines` (whole lines, each ending in a newline) with one write.
+    fn write(&mut self, lines: &str) -> std::io::Result<()> {
+        if self.file.is_some() && self.size + lines.len() as u64 > self.max_bytes {
             self.rotate()?;
         }
         if self.file.is_none() {
@@ -287,17 +320,16 @@ impl Writer {
                 .open(&self.path)?;
             self.size = file.metadata()?.len();
             self.file = Some(file);
-            if self.size > 0 && self.size + line.len() as u64 + 1 > self.max_bytes {
-                return self.rotate().and_then(|_| self.write(line));
+            if self.size > 0 && self.size + lines.len() as u64 > self.max_bytes {
+                return self.rotate().and_then(|_| self.write(lines));
             }
         }
         let Some(file) = self.file.as_mut() else {
             return Ok(());
         };
-        file.write_all(line.as_bytes())?;
-        file.write_all(b"\n")?;
-        file.flush()?;
-        self.size += line.len() as u64 + 1;
+        // No buffering in between: a line is in the file when this returns.
+        file.write_all(lines.as_bytes())?;
+        self.size += lines.len() as u64;
         Ok(())
     }
 
