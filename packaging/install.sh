@@ -69,6 +69,19 @@ run() {
     fi
 }
 
+# Runs a command with the secrets of the env file in its environment (a config may name them).
+with_env() {
+    (
+        if [ -r "$env_file" ]; then
+            set -a
+            # shellcheck disable=SC1090 # the admin's secrets, KEY=value lines
+            . "$env_file"
+            set +a
+        fi
+        "$@"
+    )
+}
+
 if [ -z "$root" ] && [ "$dry_run" = no ] && [ "$(id -u)" -ne 0 ]; then
     die "run me as root (sudo sh $0 ...), or with --root DIR or --dry-run"
 fi
@@ -196,7 +209,7 @@ run chmod 0700 "$state_dir"
 # the config's state folder moved under DIR.
 cli_config=$config
 if [ -n "$root" ] && [ "$dry_run" = no ]; then
-    configured_state=$("$binary" check-config --config "$config" 2>/dev/null \
+    configured_state=$(with_env "$binary" check-config --config "$config" 2>/dev/null \
         | sed -n 's/.*state in \(.*\))$/\1/p')
     case "$configured_state" in
         "") configured_state=/var/lib/mcp-gateway ;;
@@ -206,19 +219,11 @@ if [ -n "$root" ] && [ "$dry_run" = no ]; then
     cli_config="$tmp/cli.json"
 fi
 cli() {
-    (
-        if [ -r "$env_file" ]; then
-            set -a
-            # shellcheck disable=SC1090 # the admin's secrets, KEY=value lines
-            . "$env_file"
-            set +a
-        fi
-        if [ -n "$root" ]; then
-            "$bin_dst" "$@" --config "$cli_config"
-        else
-            runuser -u "$user" -- "$bin_dst" "$@" --config "$cli_config"
-        fi
-    )
+    if [ -n "$root" ]; then
+        with_env "$bin_dst" "$@" --config "$cli_config"
+    else
+        with_env runuser -u "$user" -- "$bin_dst" "$@" --config "$cli_config"
+    fi
 }
 
 token=""
@@ -252,7 +257,7 @@ if [ "$start" = yes ]; then
         if "$bin_dst" --help 2>&1 | grep -q '^ *mcp-gateway healthcheck'; then
             i=0
             while [ $i -lt 15 ]; do
-                if "$bin_dst" healthcheck --config "$config" >/dev/null 2>&1; then
+                if with_env "$bin_dst" healthcheck --config "$config" >/dev/null 2>&1; then
                     healthy=yes
                     break
                 fi
@@ -276,7 +281,7 @@ if [ "$dry_run" = yes ]; then
     echo "dry run: nothing was changed"
     exit 0
 fi
-listen=$("$binary" check-config --config "$config" 2>/dev/null | sed -n 's/.*listen \([^,]*\),.*/\1/p' || true)
+listen=$(with_env "$binary" check-config --config "$config" 2>/dev/null | sed -n 's/.*listen \([^,]*\),.*/\1/p' || true)
 port=${listen##*:}
 case "$port" in "" | *[!0-9]*) port=8080 ;; esac
 case "$listen" in
@@ -306,7 +311,7 @@ Address: $address, port $port
     1. put the gateway behind a TLS reverse proxy or tunnel (Caddy, Cloudflare Tunnel,
        tailscale funnel), e.g. a Caddyfile:  mcp.example.net { reverse_proxy 127.0.0.1:$port }
     2. set "public_url": "https://mcp.example.net" in /etc/mcp-gateway/config.json, then
-       systemctl restart mcp-gateway
+       systemctl reload mcp-gateway
     3. set the owner password (read from stdin):
        runuser -u $user -- mcp-gateway oauth set-password --config /etc/mcp-gateway/config.json
     4. in Claude.ai add the custom connector https://mcp.example.net/mcp and sign in with it.
