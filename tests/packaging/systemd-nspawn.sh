@@ -81,8 +81,14 @@ for _ in $(seq 100); do
 done
 [ -n "$inner" ] || { cat "$log"; fail "the container did not boot"; }
 ct() { nsenter -t "$inner" -a "$@"; }
-state=$(ct systemctl is-system-running --wait 2>/dev/null || true)
-[ "$state" = running ] || fail "the container's systemd is $state"
+# Right after exec its bus is not there yet: ask again until it answers.
+state=""
+for _ in $(seq 60); do
+    state=$(ct systemctl is-system-running --wait 2>/dev/null || true)
+    case "$state" in running | degraded | maintenance | stopping) break ;; esac
+    sleep 1
+done
+[ "$state" = running ] || fail "the container's systemd is '$state'"
 version=$(ct systemctl --version)
 ok "Debian 12 booted with systemd as PID 1 (${version%%$'\n'*})"
 
