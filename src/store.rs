@@ -7,6 +7,9 @@ use std::path::Path;
 
 /// Writes `bytes` to `path` atomically: a temp file in the same folder, fsync, rename, fsync of
 /// the folder. The file gets mode 0600 since state files hold hashes of credentials.
+///
+/// Run as root (an admin's `token create` on a service's state folder), the file is given to
+/// the folder's owner: a root-owned `tokens.json` would lock the service out of its own tokens.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     fs::create_dir_all(dir)?;
@@ -21,6 +24,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             options.mode(0o600);
         }
         let mut file = options.open(&tmp)?;
+        #[cfg(unix)]
+        give_to_folder_owner(&file, dir)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
@@ -34,6 +39,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// When this process runs as root, makes `file` belong to the owner of `dir` (nothing otherwise:
+/// only root may give files away).
+#[cfg(unix)]
+fn give_to_folder_owner(file: &fs::File, dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let owner = fs::metadata(dir)?;
+    if owner.uid() == 0 && owner.gid() == 0 {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()))
 }
 
 /// Creates the state folder (mode 0700) if it does not exist.
@@ -67,6 +88,27 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn root_gives_state_files_to_the_folders_owner() {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: files cannot be given away, nothing to check");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("mcpgw-store-owner-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        ensure_dir(&dir).expect("dir");
+        std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).expect("chown the folder");
+        let path = dir.join("tokens.json");
+        write_atomic(&path, b"{}").expect("write");
+        let meta = fs::metadata(&path).expect("metadata");
+        assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+        assert_eq!(meta.mode() & 0o777, 0o600);
         let _ = fs::remove_dir_all(&dir);
     }
 }
