@@ -606,18 +606,8 @@ fn load_then(
 
 /// `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn format_time(secs: u64) -> String {
-    let days = secs / 86_400;
+    let (year, month, day) = crate::logging::civil_date(secs / 86_400);
     let rem = secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
         "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
         rem / 3600,
@@ -639,16 +629,7 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 fn init_logging() {
-    let level = std::env::var("MCP_GATEWAY_LOG")
-        .ok()
-        .and_then(|l| l.parse::<log::LevelFilter>().ok())
-        .unwrap_or(log::LevelFilter::Info);
-    let _ = simple_logger::SimpleLogger::new()
-        .with_level(level)
-        .with_module_level("ureq", log::LevelFilter::Warn)
-        .with_module_level("rustls", log::LevelFilter::Warn)
-        .with_utc_timestamps()
-        .init();
+    crate::logging::init();
 }
 
 fn serve(mut config: Config, listen: Option<String>) -> i32 {

@@ -2,7 +2,7 @@
 //! endpoint.
 //!
 //! The parts, each in its own module:
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line; [`logging`]: the log lines on stderr.
 //! - [`audit`]: the audit log, a JSON line per call, refusal and failed authentication.
 //! - [`metrics`]: the counters behind `GET /metrics` (Prometheus text format).
 //! - [`config`]: the config file, checked into a [`config::Config`].
@@ -30,6 +30,7 @@ pub mod http_util;
 pub mod jsonrpc;
 pub mod link;
 pub mod llm;
+pub mod logging;
 pub mod mcp;
 pub mod metrics;
 pub mod oauth;
