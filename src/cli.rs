@@ -161,58 +161,39 @@ pub fn parse(args: &[String], env_config: Option<String>) -> Result<Command, Str
             Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
             _ => (arg.as_str(), None),
         };
+        // The flag's value: after `=`, or the next argument.
+        let mut value = |missing: &str| -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| iter.next().cloned())
+                .ok_or_else(|| missing.to_string())
+        };
         match flag {
             "-h" | "--help" => return Ok(Command::Help),
             "-V" | "--version" => return Ok(Command::Version),
-            "--config" | "-c" => {
-                config = Some(PathBuf::from(
-                    inline
-                        .or_else(|| iter.next().cloned())
-                        .ok_or("--config needs a file path")?,
-                ))
-            }
+            "--config" | "-c" => config = Some(PathBuf::from(value("--config needs a file path")?)),
             "--listen" | "-l" => {
-                listen = Some(
-                    inline
-                        .or_else(|| iter.next().cloned())
-                        .ok_or("--listen needs an address such as 127.0.0.1:8080")?,
-                )
+                listen = Some(value("--listen needs an address such as 127.0.0.1:8080")?)
             }
-            "--redirect-uri" => redirect_uris.push(
-                inline
-                    .or_else(|| iter.next().cloned())
-                    .ok_or("--redirect-uri needs a URL")?,
-            ),
+            "--redirect-uri" => redirect_uris.push(value("--redirect-uri needs a URL")?),
             "--confidential" => confidential = true,
             "--url" => {
-                url = Some(
-                    inline
-                        .or_else(|| iter.next().cloned())
-                        .ok_or("--url needs a URL such as http://127.0.0.1:8080/health")?,
-                )
+                url = Some(value(
+                    "--url needs a URL such as http://127.0.0.1:8080/health",
+                )?)
             }
-            "--server" => servers.push(
-                inline
-                    .or_else(|| iter.next().cloned())
-                    .ok_or("--server needs a server name")?,
-            ),
-            "--allow" => access.rule.allow.push(
-                inline
-                    .or_else(|| iter.next().cloned())
-                    .ok_or("--allow needs a glob such as 'home__light*'")?,
-            ),
-            "--deny" => access.rule.deny.push(
-                inline
-                    .or_else(|| iter.next().cloned())
-                    .ok_or("--deny needs a glob such as '*unlock*'")?,
-            ),
+            "--server" => servers.push(value("--server needs a server name")?),
+            "--allow" => access
+                .rule
+                .allow
+                .push(value("--allow needs a glob such as 'home__light*'")?),
+            "--deny" => access
+                .rule
+                .deny
+                .push(value("--deny needs a glob such as '*unlock*'")?),
             "--read-only" => access.rule.read_only = true,
             "--profile" => {
-                access.profile = Some(
-                    inline
-                        .or_else(|| iter.next().cloned())
-                        .ok_or("--profile needs a profile name from the config")?,
-                )
+                access.profile = Some(value("--profile needs a profile name from the config")?)
             }
             f if f.starts_with('-') => return Err(format!("unknown option {f}")),
             _ => positional.push(arg.as_str()),

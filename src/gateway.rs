@@ -6,7 +6,7 @@ use crate::backend::{Backend, CallError, CallOptions};
 use crate::builtin;
 use crate::catalog::{Catalog, Route, Source};
 use crate::config::Config;
-use crate::jsonrpc::{self, RpcError};
+use crate::jsonrpc::{self, required_str, RpcError};
 use crate::link::ClientLink;
 use crate::oauth::OAuthServer;
 use crate::policy::cache::{self, ResultCache};
@@ -1057,20 +1057,6 @@ impl<'a> Audited<'a> {
             params,
         }
     }
-}
-
-/// The string `key` of `params`, or -32602 naming it.
-fn required_str<'a>(
-    params: &'a Map<String, Value>,
-    key: &str,
-    method: &str,
-) -> Result<&'a str, RpcError> {
-    params.get(key).and_then(Value::as_str).ok_or_else(|| {
-        RpcError::new(
-            jsonrpc::INVALID_PARAMS,
-            format!("{method}: params.{key} must be a string"),
-        )
-    })
 }
 
 /// -32602 for arguments the tool's `inputSchema` refuses: every violation with its JSON pointer

@@ -24,6 +24,24 @@ pub const RATE_LIMITED: i64 = -32029;
 /// the part of the rule: `servers`, `deny`, `allow` or `read_only`).
 pub const ACCESS_DENIED: i64 = -32023;
 
+/// The string `key` of a request's `params`, or -32602 naming it (`tools/call: params.name must
+/// be a string`).
+pub fn required_str<'a>(
+    params: &'a serde_json::Map<String, serde_json::Value>,
+    key: &str,
+    method: &str,
+) -> Result<&'a str, RpcError> {
+    params
+        .get(key)
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| {
+            RpcError::new(
+                INVALID_PARAMS,
+                format!("{method}: params.{key} must be a string"),
+            )
+        })
+}
+
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RpcError {

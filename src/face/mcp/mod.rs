@@ -27,7 +27,7 @@ use crate::catalog;
 use crate::face::answer::{Answer, EventLogs};
 use crate::gateway::{Gateway, ListKind, Principal};
 use crate::http_util::{request_header, respond_empty, respond_json, SseStream};
-use crate::jsonrpc::{self, Message, RpcError};
+use crate::jsonrpc::{self, required_str, Message, RpcError};
 use crate::mcp::param_headers;
 use crate::mcp::results::{combine_hints, mark_modern_result, unmark_modern_result, CacheHint};
 use crate::mcp::{
@@ -1109,19 +1109,6 @@ impl McpFace {
 
 fn cancel_key(owner: &str, request_id: &Value) -> String {
     format!("{owner}:{}", jsonrpc::id_key(request_id))
-}
-
-fn required_str<'a>(
-    params: &'a Map<String, Value>,
-    key: &str,
-    method: &str,
-) -> Result<&'a str, RpcError> {
-    params.get(key).and_then(Value::as_str).ok_or_else(|| {
-        RpcError::new(
-            jsonrpc::INVALID_PARAMS,
-            format!("{method}: params.{key} must be a string"),
-        )
-    })
 }
 
 /// The params a client sent, without the parts the backend gets from us instead (the
