@@ -16,6 +16,7 @@
 //! - [`oauth`]: the built-in OAuth 2.1 authorization server (its HTTP side is `face::oauth`).
 //! - [`mcp`]: the protocol both sides speak: revisions, methods, headers, lists, result shapes.
 //! - [`link`]: how a call reaches back to the client that made it.
+//! - [`outbound`]: the HTTP client side (agents and their resolver).
 //! - [`jsonrpc`], [`sse`], [`http_util`]: wire helpers; [`untrusted`]: outsiders' text made safe to log or send.
 
 pub mod audit;
@@ -34,6 +35,7 @@ pub mod logging;
 pub mod mcp;
 pub mod metrics;
 pub mod oauth;
+pub mod outbound;
 pub mod policy;
 pub mod server;
 pub mod service;

@@ -100,14 +100,15 @@ pub struct Upstream {
 impl Upstream {
     /// A client for `base_url` (ending in `/v1`), with an optional API key.
     pub fn new(base_url: &str, api_key: Option<String>, timeout: Duration) -> Upstream {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_connect(Some(timeout))
-            .timeout_recv_response(Some(timeout))
-            .timeout_global(Some(MAX_STREAM))
-            .build()
-            .into();
+        let agent = crate::outbound::agent(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .timeout_connect(Some(timeout))
+                .timeout_recv_response(Some(timeout))
+                .timeout_global(Some(MAX_STREAM))
+                .build(),
+        );
         Upstream {
             base_url: base_url.trim_end_matches('/').to_string(),
             api_key: api_key.filter(|k| !k.is_empty()),

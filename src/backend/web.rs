@@ -1,21 +1,12 @@
 //! HTTP plumbing both HTTP transports (Streamable HTTP and the older HTTP+SSE) use: the ureq
-//! agent and its resolver, URL checks, reading bodies and error statuses, and mapping ureq's
+//! agent, URL checks, reading bodies and error statuses, and mapping ureq's
 //! errors. Neither transport imports the other; both import this.
 
 use crate::backend::transport::{truncate, TransportError};
-use std::collections::HashMap;
 use std::io::{self, Read};
-use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-use ureq::config::Config;
-use ureq::http::{Response, Uri};
-use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use std::time::Duration;
+use ureq::http::Response;
 use ureq::{Agent, Body};
-
-/// How long a looked-up backend address is reused.
-const RESOLVED_FOR: Duration = Duration::from_secs(30);
 
 pub(crate) fn status_error(status: u16, body: Body) -> TransportError {
     status_text_error(status, &read_prefix(body, 4096))
@@ -60,58 +51,7 @@ pub(crate) fn new_agent() -> Agent {
         .max_redirects(0)
         .user_agent("mcp-gateway")
         .build();
-    Agent::with_parts(config, DefaultConnector::new(), ReusingResolver::default())
-}
-
-/// Resolves backend addresses without a thread per request: ureq's own resolver looks the name
-/// up again for every request, even on a pooled connection, and runs the lookup on a new thread
-/// whenever a timeout applies (always, for our calls). An IP literal (`127.0.0.1:8080`,
-/// `[::1]:9`) needs no lookup; a name is looked up (by ureq's resolver, with its timeout) and
-/// reused for [`RESOLVED_FOR`].
-#[derive(Debug, Default)]
-struct ReusingResolver {
-    looked_up: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
-}
-
-impl Resolver for ReusingResolver {
-    fn resolve(
-        &self,
-        uri: &Uri,
-        config: &Config,
-        timeout: NextTimeout,
-    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let host_port = match (uri.scheme(), uri.authority()) {
-            (Some(scheme), Some(authority)) => DefaultResolver::host_and_port(scheme, authority),
-            _ => None,
-        };
-        let Some(host_port) = host_port else {
-            return DefaultResolver::default().resolve(uri, config, timeout);
-        };
-        if let Ok(literal) = host_port.parse::<SocketAddr>() {
-            let mut one = self.empty();
-            one.push(literal);
-            return Ok(one);
-        }
-        let now = Instant::now();
-        {
-            let mut looked_up = self.looked_up.lock().unwrap_or_else(|e| e.into_inner());
-            match looked_up.get(&host_port) {
-                Some((when, addresses)) if now.duration_since(*when) < RESOLVED_FOR => {
-                    return Ok(addresses.clone());
-                }
-                Some(_) => {
-                    looked_up.remove(&host_port);
-                }
-                None => {}
-            }
-        }
-        let addresses = DefaultResolver::default().resolve(uri, config, timeout)?;
-        self.looked_up
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(host_port, (now, addresses.clone()));
-        Ok(addresses)
-    }
+    crate::outbound::agent(config)
 }
 
 /// Maps a ureq failure; `timeout` is the budget that applied, reported on timeouts.
