@@ -500,13 +500,26 @@ impl Server {
                                 // connection has one request at a time in the queue or in the
                                 // application (upstream queued pipelined requests without limit)
                                 let (sender, receiver) = mpsc::channel();
+                                // mcp-gateway patch: the next request's head is read while the
+                                // previous one is being answered, and queued once it has been:
+                                // a client that waits for each answer has sent nothing before
+                                // it, so the answer's notice is already there and neither
+                                // thread waits for the other (one hand-off per request, not
+                                // two)
+                                let mut answering = false;
                                 for rq in client {
-                                    messages.push(rq.with_notify_sender(sender.clone()).into());
-                                    if receiver.recv().is_err() {
+                                    if answering && receiver.recv().is_err() {
+                                        answering = false;
                                         break;
                                     }
+                                    messages.push(rq.with_notify_sender(sender.clone()).into());
+                                    answering = true;
                                 }
-                                // the connection's place is given back once its thread is done
+                                // the connection's place is given back once its last request
+                                // is answered (a stream counts while it is open)
+                                if answering {
+                                    let _ = receiver.recv();
+                                }
                                 drop(slot);
                             }
                         }));
