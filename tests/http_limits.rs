@@ -775,3 +775,36 @@ fn a_request_handed_over_early_is_answered_without_waiting_for_its_body() {
     raw.extend_from_slice(&data);
     assert_eq!(request(addr, &raw).body, expected("/small", &data));
 }
+
+#[test]
+fn a_connection_whose_answer_outlasts_the_io_timeout_carries_the_next_request() {
+    // The connection's thread waits idle for the next request while the first is answered;
+    // its read timeout (300 ms) must not give the connection up before that answer is done.
+    let (server, addr) = start(options(3000, 300));
+    let mut stream = connect(addr);
+    stream.write_all(get("/slow").as_bytes()).unwrap();
+    let request = server
+        .recv_timeout(2000 * MS)
+        .unwrap()
+        .expect("the first request");
+    thread::sleep(900 * MS);
+    request.respond(Response::from_string("slow")).unwrap();
+    assert_eq!(
+        read_answer(&mut stream).expect("the slow answer").body,
+        "slow"
+    );
+    stream.write_all(get("/next").as_bytes()).unwrap();
+    let request = server
+        .recv_timeout(2000 * MS)
+        .unwrap()
+        .expect("the next request on the same connection");
+    assert_eq!(request.url(), "/next");
+    request.respond(Response::from_string("next")).unwrap();
+    assert_eq!(
+        read_answer(&mut stream).expect("the next answer").body,
+        "next"
+    );
+    // Idle after its last answer, it is closed after the read timeout, as before.
+    assert!(closed(&mut stream));
+    assert_eq!(server.num_connections(), 0);
+}

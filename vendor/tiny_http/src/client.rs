@@ -6,6 +6,7 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::{ConnState, DeadlineReader, RefinedTcpStream};
@@ -46,6 +47,11 @@ pub struct ClientConnection {
     hand_over_early: Option<HandOverEarly>,
     // bytes the head being read may still take
     head_bytes_left: usize,
+
+    // mcp-gateway patch: the answer of the request handed over last (see `next`)
+    answered: Receiver<()>,
+    notify_answered: Sender<()>,
+    answering: bool,
 }
 
 /// Error that can happen when reading a request.
@@ -71,6 +77,7 @@ impl ClientConnection {
         mut read_socket: RefinedTcpStream,
         options: &ServerOptions,
     ) -> ClientConnection {
+        let (notify_answered, answered) = mpsc::channel();
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
 
@@ -93,6 +100,9 @@ impl ClientConnection {
             preread_body_bytes: options.preread_body_bytes,
             hand_over_early: options.hand_over_early.clone(),
             head_bytes_left: options.max_head_bytes,
+            answered,
+            notify_answered,
+            answering: false,
         }
     }
 
@@ -243,6 +253,40 @@ impl ClientConnection {
 }
 
 impl ClientConnection {
+    /// mcp-gateway patch: reads the next request while the previous one may still be being
+    /// answered. Waiting idle for it, the socket's read timeout gives up the connection only
+    /// once that answer is done: a call that takes longer than the timeout keeps its
+    /// connection for the client's next request.
+    fn read_while_answering(&mut self) -> Result<Request, ReadError> {
+        loop {
+            match self.read() {
+                Err(ReadError::ReadIoError(ref e))
+                    if e.kind() == ErrorKind::WouldBlock && self.still_answering() => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether the request handed over last is still being answered (without waiting).
+    fn still_answering(&mut self) -> bool {
+        if self.answering {
+            match self.answered.try_recv() {
+                Ok(()) | Err(TryRecvError::Disconnected) => self.answering = false,
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+        self.answering
+    }
+
+    /// Waits until the request handed over last is answered; false if it never will be.
+    pub(crate) fn wait_for_answer(&mut self) -> bool {
+        if !self.answering {
+            return true;
+        }
+        self.answering = false;
+        self.answered.recv().is_ok()
+    }
+
     /// mcp-gateway patch: waits until the previous request's body is done with the stream and
     /// skips what the application left unread of it (still under that request's deadline).
     /// Returns whether some of the next request is already buffered. A connection whose
@@ -306,7 +350,7 @@ impl Iterator for ClientConnection {
         // mcp-gateway patch: every answer that ends the connection says so
         // (`Connection: close`) and is flushed; a head over the limits gets 431; an HTTP version
         // above 1.1 gets 505 before any `Request` exists (see ReadError::UnsupportedVersion).
-        let rq = match self.read() {
+        let rq = match self.read_while_answering() {
             Err(ReadError::WrongRequestLine) => {
                 self.answer_and_close(400, "");
                 return None; // we don't know where the next request would start,
@@ -344,6 +388,14 @@ impl Iterator for ClientConnection {
 
             Ok(rq) => rq,
         };
+
+        // mcp-gateway patch: one request of a connection at a time in the application: the
+        // next one is handed over once the previous one is answered (usually it already is)
+        if !self.wait_for_answer() {
+            return None;
+        }
+        let rq = rq.with_notify_sender(self.notify_answered.clone());
+        self.answering = true;
 
         // updating the status of the connection
         let connection_header = rq

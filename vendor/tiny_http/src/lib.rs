@@ -103,7 +103,6 @@ use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -499,27 +498,15 @@ impl Server {
                                 // mcp-gateway patch: and for all requests, so that one
                                 // connection has one request at a time in the queue or in the
                                 // application (upstream queued pipelined requests without limit)
-                                let (sender, receiver) = mpsc::channel();
-                                // mcp-gateway patch: the next request's head is read while the
-                                // previous one is being answered, and queued once it has been:
-                                // a client that waits for each answer has sent nothing before
-                                // it, so the answer's notice is already there and neither
-                                // thread waits for the other (one hand-off per request, not
-                                // two)
-                                let mut answering = false;
-                                for rq in client {
-                                    if answering && receiver.recv().is_err() {
-                                        answering = false;
-                                        break;
-                                    }
-                                    messages.push(rq.with_notify_sender(sender.clone()).into());
-                                    answering = true;
+                                // mcp-gateway patch: the connection hands over one
+                                // request at a time (see `ClientConnection::next`), and its
+                                // place is given back once its last request is answered (a
+                                // stream counts while it is open)
+                                let mut client = client;
+                                for rq in client.by_ref() {
+                                    messages.push(rq.into());
                                 }
-                                // the connection's place is given back once its last request
-                                // is answered (a stream counts while it is open)
-                                if answering {
-                                    let _ = receiver.recv();
-                                }
+                                client.wait_for_answer();
                                 drop(slot);
                             }
                         }));
