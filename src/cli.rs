@@ -343,36 +343,38 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
             name,
             access,
             config,
-        } => with_state_config(config, |c| {
-            if let Err(e) = check_access(&c, &access) {
-                return fail(e);
-            }
-            let shown = describe(&access);
-            match tokens::create_with_access(&c.state_dir, &name, access.rule, access.profile) {
+        } => with_access(
+            config,
+            access,
+            |c, access, shown| match tokens::create_with_access(
+                &c.state_dir,
+                &name,
+                access.rule,
+                access.profile,
+            ) {
                 Ok(token) => {
                     println!("Created token \"{name}\" with access: {shown} (state in {}). It is shown only this once; store it now:", c.state_dir.display());
                     println!("{token}");
                     0
                 }
                 Err(e) => fail(e),
-            }
-        }),
+            },
+        ),
         Command::TokenAccess {
             name,
             access,
             config,
-        } => with_state_config(config, |c| {
-            if let Err(e) = check_access(&c, &access) {
-                return fail(e);
+        } => with_access(config, access, |c, access, shown| match tokens::set_access(
+            &c.state_dir,
+            &name,
+            access.rule,
+            access.profile,
+        ) {
+            Ok(()) => {
+                println!("Token \"{name}\" now has access: {shown}. A running gateway uses it from the next request.");
+                0
             }
-            let shown = describe(&access);
-            match tokens::set_access(&c.state_dir, &name, access.rule, access.profile) {
-                Ok(()) => {
-                    println!("Token \"{name}\" now has access: {shown}. A running gateway uses it from the next request.");
-                    0
-                }
-                Err(e) => fail(e),
-            }
+            Err(e) => fail(e),
         }),
         Command::TokenRevoke { name, config } => {
             with_state_config(config, |c| match tokens::revoke(&c.state_dir, &name) {
@@ -515,6 +517,22 @@ fn describe(access: &TokenAccess) -> String {
         Some(profile) => format!("profile={profile}"),
         None => access.rule.describe(),
     }
+}
+
+/// For `token create` and `token access`: runs `run` with the state config, the access flags
+/// (checked against the config) and their description.
+fn with_access(
+    config: Option<PathBuf>,
+    access: TokenAccess,
+    run: impl FnOnce(&Config, TokenAccess, String) -> i32,
+) -> i32 {
+    with_state_config(config, |c| {
+        if let Err(e) = check_access(&c, &access) {
+            return fail(e);
+        }
+        let shown = describe(&access);
+        run(&c, access, shown)
+    })
 }
 
 /// Refuses access flags that name a server or profile the config does not have (a typo would
