@@ -200,6 +200,70 @@ impl SseStream {
     }
 }
 
+/// Events a [`QueuedStream`] holds for a client that reads slowly; past that the client is
+/// taken for gone.
+const QUEUED_EVENTS: usize = 256;
+
+/// What a [`QueuedStream`]'s thread writes.
+enum Queued {
+    Message(Value),
+    Comment(&'static str),
+    Finish,
+}
+
+/// An event stream that lives on: written by a thread of its own, so that whoever has an event
+/// for it (a backend's reader thread, the catalog's rebuild, the keep-alive) only queues it and
+/// never waits for a client that stopped reading. A client whose queue is full, or whose writes
+/// fail, is gone: [`QueuedStream::send`] says so and the stream should be dropped.
+pub struct QueuedStream {
+    queue: std::sync::mpsc::SyncSender<Queued>,
+}
+
+impl QueuedStream {
+    /// Moves `stream` to a writer thread of its own.
+    pub fn start(stream: SseStream) -> io::Result<QueuedStream> {
+        let (queue, events) = std::sync::mpsc::sync_channel(QUEUED_EVENTS);
+        std::thread::Builder::new()
+            .name("mcp-stream".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                let mut stream = stream;
+                for event in events {
+                    let written = match event {
+                        Queued::Message(message) => stream.send(&message),
+                        Queued::Comment(text) => stream.comment(text),
+                        Queued::Finish => {
+                            let _ = stream.finish();
+                            return;
+                        }
+                    };
+                    if written.is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(QueuedStream { queue })
+    }
+
+    /// Queues one JSON-RPC message; false when the client is gone (or so slow that its queue
+    /// is full).
+    pub fn send(&self, message: &Value) -> bool {
+        self.queue
+            .try_send(Queued::Message(message.clone()))
+            .is_ok()
+    }
+
+    /// Queues an SSE comment (a keep-alive); false when the client is gone.
+    pub fn comment(&self, text: &'static str) -> bool {
+        self.queue.try_send(Queued::Comment(text)).is_ok()
+    }
+
+    /// Ends the stream properly once what is queued is written.
+    pub fn finish(self) {
+        let _ = self.queue.try_send(Queued::Finish);
+    }
+}
+
 /// The event stream of an answer that switches to SSE on first use: opens it from `request`
 /// the first time. Returns the stream and whether it was just opened; `None` when the client
 /// has gone (or the request was already used).
@@ -285,6 +349,99 @@ impl Responder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+    use std::sync::mpsc::TrySendError;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// Writes into shared memory.
+    struct Memory(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Memory {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A client that never reads: every write blocks until the test lets it fail.
+    struct Stalled(std::sync::mpsc::Receiver<()>);
+
+    impl Write for Stalled {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            let _ = self.0.recv();
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            ))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn wait_until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_queued_stream_writes_in_order_and_finishes() {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let stream = SseStream::from_writer(Box::new(Memory(Arc::clone(&written))));
+        let queued = QueuedStream::start(stream).unwrap();
+        assert!(queued.send(&json!({"n": 1})));
+        assert!(queued.comment("keep-alive"));
+        assert!(queued.send(&json!({"n": 2})));
+        queued.finish();
+        wait_until("the last chunk", || {
+            written.lock().unwrap().ends_with(b"0\r\n\r\n")
+        });
+        let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+        let (one, two) = (
+            text.find("{\"n\":1}").unwrap(),
+            text.find("{\"n\":2}").unwrap(),
+        );
+        assert!(
+            one < text.find(": keep-alive").unwrap() && one < two,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_never_holds_the_sender() {
+        let (release, stalled) = std::sync::mpsc::channel();
+        let stream = SseStream::from_writer(Box::new(Stalled(stalled)));
+        let queued = QueuedStream::start(stream).unwrap();
+        let started = Instant::now();
+        // The writer blocks on the first event; the queue takes QUEUED_EVENTS more, then says
+        // the client is gone, all without waiting.
+        let accepted = (0..QUEUED_EVENTS + 10)
+            .take_while(|n| queued.send(&json!({"n": n})))
+            .count();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(
+            (QUEUED_EVENTS..=QUEUED_EVENTS + 1).contains(&accepted),
+            "{accepted}"
+        );
+        assert!(!queued.comment("keep-alive"));
+        // The write fails at last (the socket's timeout): the writer ends, and the stream says
+        // it is gone for good.
+        release.send(()).unwrap();
+        wait_until("the writer to end", || {
+            matches!(
+                queued.queue.try_send(Queued::Comment("x")),
+                Err(TrySendError::Disconnected(_))
+            )
+        });
+        assert!(!queued.send(&json!({})));
+    }
 
     /// The head tiny_http writes for a response with `headers` (the way every answer goes out).
     fn written_head(headers: &[(String, String)]) -> String {

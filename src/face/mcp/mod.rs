@@ -26,7 +26,7 @@ use crate::backend::CallOptions;
 use crate::catalog;
 use crate::face::answer::{Answer, EventLogs};
 use crate::gateway::{Gateway, ListKind, Principal};
-use crate::http_util::{request_header, respond_empty, respond_json, SseStream};
+use crate::http_util::{request_header, respond_empty, respond_json, QueuedStream, SseStream};
 use crate::jsonrpc::{self, required_str, Message, RpcError};
 use crate::mcp::param_headers;
 use crate::mcp::results::{combine_hints, mark_modern_result, unmark_modern_result, CacheHint};
@@ -96,7 +96,8 @@ struct Session {
 struct OpenStream {
     /// The handshake-era session of a GET stream; empty for a 2026-07-28 listen stream.
     session: String,
-    stream: SseStream,
+    /// Written by a thread of its own: queuing an event never waits for the client.
+    stream: QueuedStream,
     /// Which list changes it wants, indexed by [`ListKind::index`].
     wants: [bool; 4],
     /// The id of the `subscriptions/listen` request, stamped on each notification.
@@ -480,12 +481,10 @@ impl McpFace {
                     meta.insert(META_SUBSCRIPTION_ID.into(), id.clone());
                 }
             }
-            open.stream
-                .send(&jsonrpc::notification(
-                    "notifications/resources/updated",
-                    params,
-                ))
-                .is_ok()
+            open.stream.send(&jsonrpc::notification(
+                "notifications/resources/updated",
+                params,
+            ))
         });
         // Sessions without a GET stream (yet, or for a moment) get it when they open one.
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
@@ -879,17 +878,23 @@ impl McpFace {
                     .unwrap_or_default();
                 let delivered = stream.comment("stream open").is_ok()
                     && held.iter().all(|message| stream.send(message).is_ok());
-                if delivered {
-                    self.streams
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(OpenStream {
-                            session,
-                            stream,
-                            wants: [true; 4],
-                            subscription_id: None,
-                            resources: Vec::new(),
-                        });
+                if !delivered {
+                    return;
+                }
+                match QueuedStream::start(stream) {
+                    Ok(stream) => {
+                        self.streams
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(OpenStream {
+                                session,
+                                stream,
+                                wants: [true; 4],
+                                subscription_id: None,
+                                resources: Vec::new(),
+                            })
+                    }
+                    Err(e) => log::warn!("cannot start the event stream's writer: {e}"),
                 }
             }
             Err(e) => log::debug!("cannot open the event stream: {e}"),
@@ -939,19 +944,23 @@ impl McpFace {
                 kept
             });
         }
-        self.release_subscriptions(released);
+        if released.is_empty() {
+            return;
+        }
+        // This may run on a backend's reader thread (a resource update), which must not wait
+        // for its own backend's answer to the unsubscribe: another thread sends it.
+        let gateway = Arc::clone(&self.gateway);
+        let spawned = std::thread::Builder::new()
+            .name("mcp-unsubscribe".into())
+            .spawn(move || release_at_backends(&gateway, released));
+        if let Err(e) = spawned {
+            log::warn!("cannot start a thread to unsubscribe a closed stream's resources: {e}");
+        }
     }
 
     /// Gives up one subscriber's subscriptions to `uris`.
     fn release_subscriptions(&self, uris: impl IntoIterator<Item = String>) {
-        for uri in uris {
-            let everyone = Principal::unrestricted("");
-            if let Ok(owner) = self.gateway.resource_owner(&everyone, &uri) {
-                if let Err(e) = self.gateway.set_subscription(&owner, &uri, false) {
-                    log::debug!("cannot unsubscribe from {uri}: {}", e.message);
-                }
-            }
-        }
+        release_at_backends(&self.gateway, uris);
     }
 
     /// Forgets a session that ended (or expired): its streams, events and subscriptions.
@@ -971,7 +980,7 @@ impl McpFace {
         let mut released = Vec::new();
         for mut open in closing {
             released.append(&mut open.resources);
-            let _ = open.stream.finish();
+            open.stream.finish();
         }
         self.release_subscriptions(released);
     }
@@ -998,9 +1007,7 @@ impl McpFace {
                     Some(id) => json!({"_meta": {META_SUBSCRIPTION_ID: id}}),
                     None => json!({}),
                 };
-                open.stream
-                    .send(&jsonrpc::notification(method, params))
-                    .is_ok()
+                open.stream.send(&jsonrpc::notification(method, params))
             })
         });
     }
@@ -1043,8 +1050,12 @@ impl McpFace {
             "notifications/subscriptions/acknowledged",
             json!({"notifications": honoured, "_meta": {META_SUBSCRIPTION_ID: id}}),
         );
-        if stream.send(&ack).is_ok() {
-            self.streams
+        if stream.send(&ack).is_err() {
+            return self.release_subscriptions(resources);
+        }
+        match QueuedStream::start(stream) {
+            Ok(stream) => self
+                .streams
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(OpenStream {
@@ -1053,7 +1064,11 @@ impl McpFace {
                     wants,
                     subscription_id: Some(id),
                     resources,
-                });
+                }),
+            Err(e) => {
+                log::warn!("cannot start the listen stream's writer: {e}");
+                self.release_subscriptions(resources);
+            }
         }
     }
 
@@ -1095,7 +1110,7 @@ impl McpFace {
             self.end_session(&id, session);
         }
         self.logs.sweep();
-        self.retain_streams(|open| open.stream.comment("keep-alive").is_ok());
+        self.retain_streams(|open| open.stream.comment("keep-alive"));
     }
 
     /// Number of open sessions (for tests and metrics).
@@ -1104,6 +1119,19 @@ impl McpFace {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .len()
+    }
+}
+
+/// Gives up one subscriber's subscriptions to `uris` at their backends (each backend hears the
+/// last unsubscribe only).
+fn release_at_backends(gateway: &Gateway, uris: impl IntoIterator<Item = String>) {
+    let everyone = Principal::unrestricted("");
+    for uri in uris {
+        if let Ok(owner) = gateway.resource_owner(&everyone, &uri) {
+            if let Err(e) = gateway.set_subscription(&owner, &uri, false) {
+                log::debug!("cannot unsubscribe from {uri}: {}", e.message);
+            }
+        }
     }
 }
 
