@@ -357,6 +357,29 @@ def test_a_token_created_while_serving_works_at_once_with_its_rule(gw: LoopGatew
     assert listed(gw, token, "tools/list") - {STATUS_TOOL} == WEATHER_TOOLS
 
 
+def test_token_access_changes_a_running_tokens_rule_at_its_next_request(gw: LoopGateway, house: House) -> None:
+    name = unique("changing")
+    token = create_token(gw, name)
+    assert "house__set_lights" in listed(gw, token, "tools/list")
+    done = gw.cli("token", "access", name, "--read-only")
+    assert done.returncode == 0 and "read-only" in done.stdout, (done.stdout, done.stderr)
+    # The same token, no restart: its next request is under the new rule.
+    assert "house__set_lights" not in listed(gw, token, "tools/list")
+    mark = house.mark()
+    assert_refused(tool_call(gw, token, "house__set_lights", {"room": "hall", "on": True}), "read_only")
+    assert house.tool_calls("set_lights", mark) == []
+    listing = gw.cli("token", "list")
+    row = next(line for line in listing.stdout.splitlines() if line.startswith(name))
+    assert row.rstrip().endswith("read-only"), row
+    # And back to everything.
+    assert gw.cli("token", "access", name).returncode == 0
+    assert "house__set_lights" in listed(gw, token, "tools/list")
+    # A server the config does not have is refused, and the rule stays as it was.
+    typo = gw.cli("token", "access", name, "--server", "hosue")
+    assert typo.returncode != 0 and "hosue" in typo.stderr, (typo.stdout, typo.stderr)
+    assert "house__set_lights" in listed(gw, token, "tools/list")
+
+
 # =====================================================================================================
 # Lists and calls on /mcp
 # =====================================================================================================
