@@ -140,8 +140,10 @@ impl AuditLog {
         };
         match std::thread::Builder::new()
             .name("audit".into())
-            .spawn(move || writer.run(rx))
-        {
+            .spawn(move || {
+                let mut writer = writer;
+                crate::resilient::restart_on_panic("the audit log writer", || writer.run(&rx));
+            }) {
             Ok(_) => log.tx = Some(tx),
             Err(e) => log::error!("cannot start the audit log writer: {e}"),
         }
@@ -254,7 +256,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<String>) {
+    fn run(&mut self, rx: &Receiver<String>) {
         // Lines that queued up while the last ones were written go out in one write, as long
         // as they fit in the current file (a line that does not waits for the next batch).
         let mut batch = String::new();

@@ -11,7 +11,7 @@
 //! - [`gateway`]: the core the faces call.
 //! - [`catalog`]: the aggregated, namespaced view of all backends.
 //! - [`backend`]: one MCP client per configured server, over stdio, HTTP+SSE or Streamable HTTP.
-//! - [`service`]: the PID file, `reload` and `healthcheck`.
+//! - [`service`]: the PID file, `reload` and `healthcheck`; [`resilient`]: background threads that outlive a panic.
 //! - [`tokens`] and [`store`]: bearer tokens, kept hashed in the state folder.
 //! - [`oauth`]: the built-in OAuth 2.1 authorization server (its HTTP side is `face::oauth`).
 //! - [`mcp`]: the protocol both sides speak: revisions, methods, headers, lists, result shapes.
@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod outbound;
 pub mod policy;
+pub mod resilient;
 pub mod server;
 pub mod service;
 pub mod sse;

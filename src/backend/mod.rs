@@ -361,7 +361,10 @@ impl Backend {
         let me = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name(format!("backend-{}", self.name()))
-            .spawn(move || me.supervise(rx));
+            .spawn(move || {
+                let what = format!("the supervisor of backend '{}'", me.name());
+                crate::resilient::restart_on_panic(&what, || Arc::clone(&me).supervise(&rx));
+            });
         if let Err(e) = spawned {
             self.set_down(format!("cannot start a thread: {e}"));
         }
@@ -833,7 +836,7 @@ impl Backend {
         }
     }
 
-    fn supervise(self: Arc<Self>, rx: Receiver<SupervisorMsg>) {
+    fn supervise(self: Arc<Self>, rx: &Receiver<SupervisorMsg>) {
         let mut backoff = BACKOFF_START;
         while !self.stopped.load(Ordering::SeqCst) {
             match self.connect() {
@@ -860,7 +863,7 @@ impl Backend {
                     }
                     self.refresh_lists();
                     self.set_state(State::Up, None);
-                    self.watch(&rx);
+                    self.watch(rx);
                     if self.stopped.load(Ordering::SeqCst) {
                         return;
                     }

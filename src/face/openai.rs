@@ -149,13 +149,15 @@ impl OpenAiFace {
             let weak = Arc::downgrade(&face);
             let _ = std::thread::Builder::new()
                 .name("llm-models".into())
-                .spawn(move || loop {
-                    let listed = match weak.upgrade() {
-                        Some(face) => face.refresh_models(),
-                        None => return,
-                    };
-                    // Try again soon while the upstream is down (it may still be starting).
-                    std::thread::sleep(if listed { MODELS_REFRESH } else { MODELS_RETRY });
+                .spawn(move || {
+                    crate::resilient::restart_on_panic("the upstream model refresh", || loop {
+                        let listed = match weak.upgrade() {
+                            Some(face) => face.refresh_models(),
+                            None => return,
+                        };
+                        // Try again soon while the upstream is down (it may still be starting).
+                        std::thread::sleep(if listed { MODELS_REFRESH } else { MODELS_RETRY });
+                    })
                 });
         }
         face

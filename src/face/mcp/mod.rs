@@ -157,12 +157,14 @@ impl McpFace {
         let weak = Arc::downgrade(&face);
         let _ = std::thread::Builder::new()
             .name("mcp-keepalive".into())
-            .spawn(move || loop {
-                std::thread::sleep(KEEPALIVE_EVERY);
-                match weak.upgrade() {
-                    Some(face) => face.housekeeping(),
-                    None => return,
-                }
+            .spawn(move || {
+                crate::resilient::restart_on_panic("the MCP face's keep-alive", || loop {
+                    std::thread::sleep(KEEPALIVE_EVERY);
+                    match weak.upgrade() {
+                        Some(face) => face.housekeeping(),
+                        None => return,
+                    }
+                })
             });
         face
     }
