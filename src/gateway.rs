@@ -487,6 +487,13 @@ impl Gateway {
         self.resource_owner_in(&self.view(), principal, uri)
     }
 
+    /// The backend that serves resource `uri`, whoever asks (to give up subscriptions).
+    pub fn resource_backend(&self, uri: &str) -> Option<Arc<Backend>> {
+        let view = self.view();
+        let index = view.catalog.resource_owner(uri)?;
+        view.backends.get(index).cloned()
+    }
+
     fn resource_owner_in(
         &self,
         view: &View,

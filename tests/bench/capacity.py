@@ -24,17 +24,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "interop"))
+sys.path.insert(0, str(REPO / "tests" / "bench"))
 
 SESSIONS = 200
 STREAMS = 50
 WRK_SECONDS = 5
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return -1
 
 
 def threads(pid: int) -> int:
@@ -64,6 +58,7 @@ def main() -> None:
         raise SystemExit("wrk is not installed (Debian package wrk)")
     import httpx2
     import support
+    from bench import rss_kib
 
     workdir = Path(tempfile.mkdtemp(prefix="mcpgw-capacity-"))
     gw = support.Gateway(workdir, [])

@@ -51,18 +51,8 @@ REFUSED_END = "has problems; the gateway keeps running with its current config"
 # --- harness ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, support.Backend]]:
-    """weather and notes, started once and lent to every gateway of this module."""
-    workdir = tmp_path_factory.mktemp("reload-peers")
-    started: list[support.Backend] = []
-    try:
-        started.append(support.start_weather(workdir))
-        started.append(support.start_notes(workdir))
-        yield {b.name: b for b in started}
-    finally:
-        for backend in started:
-            backend.close()
+# weather and notes, started once and lent to every gateway of this module.
+from test_fixtures import peers  # noqa: E402,F401 - a pytest fixture
 
 
 def lent(backend: support.Backend) -> support.Backend:
@@ -611,14 +601,23 @@ class Sentinel:
         return bool((masks["SigPnd"] | masks["ShdPnd"]) & (1 << (signal.SIGHUP - 1)))
 
 
+@contextmanager
+def named_in_pid_file(tmp_path: Path, serving: bool = True) -> Iterator[tuple[Sentinel, Path]]:
+    """A sentinel whose PID the state folder's `mcp-gateway.pid` names, and that folder."""
+    state = tmp_path / "state"
+    state.mkdir()
+    sentinel = Sentinel(tmp_path, serving)
+    try:
+        (state / "mcp-gateway.pid").write_text(f"{sentinel.proc.pid}\n")
+        yield sentinel, state
+    finally:
+        sentinel.proc.close()
+
+
 def test_the_reload_command_signals_nothing_when_the_config_fails_checking(
     peers: dict[str, support.Backend], tmp_path: Path
 ) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-    sentinel = Sentinel(tmp_path)
-    try:
-        (state / "mcp-gateway.pid").write_text(f"{sentinel.proc.pid}\n")
+    with named_in_pid_file(tmp_path) as (sentinel, state):
         good = {"state_dir": str(state), "mcpServers": {"weather": lent(peers["weather"]).config}}
         path = tmp_path / "gateway.json"
         for kind in ("unknown key", "invalid JSON"):
@@ -633,8 +632,6 @@ def test_the_reload_command_signals_nothing_when_the_config_fails_checking(
         assert done.returncode == 0, done.stderr
         assert f"Asked the gateway (process {sentinel.proc.pid}) to reload its config" in done.stdout, done.stdout
         assert sentinel.hup_pending(), "the command said it asked, but no SIGHUP reached the process"
-    finally:
-        sentinel.proc.close()
 
 
 @pytest.mark.parametrize("kind", ["unknown key", "invalid JSON"])
@@ -642,11 +639,7 @@ def test_the_reload_command_says_not_reloaded_when_the_config_fails_checking(
     peers: dict[str, support.Backend], tmp_path: Path, kind: str
 ) -> None:
     """The command's refusal says what it means for the running gateway, whatever the problem."""
-    state = tmp_path / "state"
-    state.mkdir()
-    sentinel = Sentinel(tmp_path)
-    try:
-        (state / "mcp-gateway.pid").write_text(f"{sentinel.proc.pid}\n")
+    with named_in_pid_file(tmp_path) as (sentinel, state):
         good = {"state_dir": str(state), "mcpServers": {"weather": lent(peers["weather"]).config}}
         path = tmp_path / "gateway.json"
         path.write_text(broken(kind, good))
@@ -655,8 +648,6 @@ def test_the_reload_command_says_not_reloaded_when_the_config_fails_checking(
         assert PROBLEM[kind] in done.stderr, done.stderr
         assert "not reloaded" in done.stderr, f"no \"not reloaded\" in the refusal:\n{done.stderr}"
         assert not sentinel.hup_pending()
-    finally:
-        sentinel.proc.close()
 
 
 def test_the_reload_command_leaves_environment_variables_to_the_gateway(
@@ -664,11 +655,7 @@ def test_the_reload_command_leaves_environment_variables_to_the_gateway(
 ) -> None:
     """A `${NAME}` the admin's shell lacks may be in the service's environment: the command does
     not refuse for it, the gateway (which has its own environment) decides."""
-    state = tmp_path / "state"
-    state.mkdir()
-    sentinel = Sentinel(tmp_path)
-    try:
-        (state / "mcp-gateway.pid").write_text(f"{sentinel.proc.pid}\n")
+    with named_in_pid_file(tmp_path) as (sentinel, state):
         config = {"state_dir": str(state), "mcpServers": {"weather": lent(peers["weather"]).config}}
         config["mcpServers"]["weather"]["headers"] = {"X-Interop-Fixture": "${RELOAD_TEST_UNSET_VARIABLE}"}
         path = tmp_path / "gateway.json"
@@ -678,26 +665,18 @@ def test_the_reload_command_leaves_environment_variables_to_the_gateway(
         done = support.run_cli(["reload", "--config", str(path)], env=env)
         assert done.returncode == 0, done.stdout + done.stderr
         assert sentinel.hup_pending(), "the command did not signal the gateway"
-    finally:
-        sentinel.proc.close()
 
 
 def test_the_reload_command_never_signals_a_process_that_is_not_a_gateway(tmp_path: Path) -> None:
     """A PID file left by a killed gateway may name a process that reused the PID: SIGHUP would
     end it, so `reload` refuses when that process is not serving."""
-    state = tmp_path / "state"
-    state.mkdir()
-    stranger = Sentinel(tmp_path, serving=False)
-    try:
-        (state / "mcp-gateway.pid").write_text(f"{stranger.proc.pid}\n")
+    with named_in_pid_file(tmp_path, serving=False) as (stranger, state):
         path = tmp_path / "gateway.json"
         path.write_text(json.dumps({"state_dir": str(state), "mcpServers": {}}))
         done = support.run_cli(["reload", "--config", str(path)])
         assert done.returncode == 1, done.stdout + done.stderr
         assert f"process {stranger.proc.pid}, which is not a running gateway" in done.stderr, done.stderr
         assert not stranger.hup_pending(), "reload signalled a process that is not a gateway"
-    finally:
-        stranger.proc.close()
 
 
 # --- tokens and grants ------------------------------------------------------------------------------------

@@ -1127,9 +1127,8 @@ impl McpFace {
 /// Gives up one subscriber's subscriptions to `uris` at their backends (each backend hears the
 /// last unsubscribe only).
 fn release_at_backends(gateway: &Gateway, uris: impl IntoIterator<Item = String>) {
-    let everyone = Principal::unrestricted("");
     for uri in uris {
-        if let Ok(owner) = gateway.resource_owner(&everyone, &uri) {
+        if let Some(owner) = gateway.resource_backend(&uri) {
             if let Err(e) = gateway.set_subscription(&owner, &uri, false) {
                 log::debug!("cannot unsubscribe from {uri}: {}", e.message);
             }
