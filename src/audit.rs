@@ -8,7 +8,8 @@
 //! written as `"[redacted]"`. When writing fails the failure is counted, logged once a minute,
 //! and, with `on_failure: "refuse"`, calls are refused until a line is written again.
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{json, Value};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -100,6 +101,36 @@ pub struct Entry<'a> {
 }
 
 /// The running audit log.
+/// One line of the log as written: empty names and absent values are left out.
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    #[serde(skip_serializing_if = "is_empty")]
+    face: &'a str,
+    #[serde(skip_serializing_if = "is_empty")]
+    principal: &'a str,
+    #[serde(skip_serializing_if = "is_empty")]
+    action: &'a str,
+    #[serde(skip_serializing_if = "is_empty")]
+    server: &'a str,
+    #[serde(skip_serializing_if = "is_empty")]
+    name: &'a str,
+    #[serde(skip_serializing_if = "is_empty")]
+    outcome: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result_bytes: Option<usize>,
+}
+
+fn is_empty(text: &&str) -> bool {
+    text.is_empty()
+}
+
 pub struct AuditLog {
     tx: Option<SyncSender<String>>,
     redact: Vec<String>,
@@ -158,39 +189,29 @@ impl AuditLog {
     /// Queues one line; never blocks.
     pub fn record(&self, entry: &Entry<'_>) {
         let Some(tx) = &self.tx else { return };
-        let mut line = Map::new();
-        line.insert(
-            "time".into(),
-            json!(crate::cli::format_time(crate::tokens::now_secs())),
-        );
-        for (key, value) in [
-            ("face", entry.face),
-            ("principal", entry.principal),
-            ("action", entry.action),
-            ("server", entry.server),
-            ("name", entry.name),
-            ("outcome", entry.outcome),
-        ] {
-            if !value.is_empty() {
-                line.insert(key.into(), json!(value));
+        let line = Line {
+            time: crate::cli::format_time(crate::tokens::now_secs()),
+            face: entry.face,
+            principal: entry.principal,
+            action: entry.action,
+            server: entry.server,
+            name: entry.name,
+            outcome: entry.outcome,
+            arguments: entry.arguments.map(|a| self.redacted(a)),
+            detail: entry
+                .detail
+                .map(|d| crate::untrusted::shortened(d, 300).to_string()),
+            duration_ms: entry.duration.map(|d| d.as_secs_f64() * 1000.0),
+            result_bytes: entry.result_bytes,
+        };
+        // Written field by field (no map of keys to build and hash: this runs on every call).
+        let text = match serde_json::to_string(&line) {
+            Ok(text) => text,
+            Err(_) => {
+                self.failures.fetch_add(1, Ordering::SeqCst);
+                return;
             }
-        }
-        if let Some(arguments) = entry.arguments {
-            line.insert("arguments".into(), self.redacted(arguments));
-        }
-        if let Some(detail) = entry.detail {
-            line.insert(
-                "detail".into(),
-                json!(crate::untrusted::shortened(detail, 300).to_string()),
-            );
-        }
-        if let Some(d) = entry.duration {
-            line.insert("duration_ms".into(), json!(d.as_secs_f64() * 1000.0));
-        }
-        if let Some(n) = entry.result_bytes {
-            line.insert("result_bytes".into(), json!(n));
-        }
-        let text = Value::Object(line).to_string();
+        };
         match tx.try_send(text) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {

@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -119,29 +119,37 @@ impl ClientConnection {
     /// mcp-gateway patch: every byte counts against `head_bytes_left`, so that neither one
     /// line nor the whole head can grow without bound.
     fn read_next_line(&mut self) -> Result<AsciiString, ReadError> {
+        // mcp-gateway patch: scans the buffered bytes for the line's end instead of reading
+        // one byte per call through the sequential reader (a fifth of a request's CPU)
         let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
-
+        let reader = self.next_header_source.wait_turn();
         loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b.map_err(ReadError::ReadIoError)?,
-                None => {
-                    return Err(ReadError::ReadIoError(IoError::new(
-                        ErrorKind::ConnectionAborted,
-                        "Unexpected EOF",
-                    )))
-                }
+            let available = match reader.fill_buf() {
+                Ok(available) => available,
+                // a signal (SIGHUP asks for a reload) is no reason to drop the connection
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ReadError::ReadIoError(e)),
             };
-
-            if self.head_bytes_left == 0 {
+            if available.is_empty() {
+                return Err(ReadError::ReadIoError(IoError::new(
+                    ErrorKind::ConnectionAborted,
+                    "Unexpected EOF",
+                )));
+            }
+            let allowed = available.len().min(self.head_bytes_left);
+            if allowed == 0 {
                 return Err(ReadError::HeadTooLarge);
             }
-            self.head_bytes_left -= 1;
-
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
+            let (taken, line_end) = match available[..allowed].iter().position(|&b| b == b'\n') {
+                Some(at) => (at + 1, true),
+                None => (allowed, false),
+            };
+            buf.extend_from_slice(&available[..taken]);
+            reader.consume(taken);
+            self.head_bytes_left -= taken;
+            // a bare LF is part of the line, as before: only CRLF ends it
+            if line_end && buf.len() >= 2 && buf[buf.len() - 2] == b'\r' {
+                buf.truncate(buf.len() - 2);
                 return AsciiString::from_ascii(buf).map_err(|_| {
                     ReadError::ReadIoError(IoError::new(
                         ErrorKind::InvalidInput,
@@ -149,10 +157,6 @@ impl ClientConnection {
                     ))
                 });
             }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            buf.push(byte);
         }
     }
 
