@@ -9,6 +9,8 @@
 use serde_json::Value;
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
 use tiny_http::{Header, Request, Response};
 
 /// A header, or `None` if the name or value is not valid in HTTP. Every header the gateway
@@ -200,6 +202,10 @@ impl SseStream {
     }
 }
 
+/// How long a [`QueuedStream`] stays silent before it writes a comment to find out whether its
+/// client is still there (the second write after the client left fails).
+const IDLE_PROBE_EVERY: Duration = Duration::from_secs(5);
+
 /// Events a [`QueuedStream`] holds for a client that reads slowly; past that the client is
 /// taken for gone.
 const QUEUED_EVENTS: usize = 256;
@@ -222,20 +228,29 @@ pub struct QueuedStream {
 impl QueuedStream {
     /// Moves `stream` to a writer thread of its own.
     pub fn start(stream: SseStream) -> io::Result<QueuedStream> {
+        QueuedStream::start_probing(stream, IDLE_PROBE_EVERY)
+    }
+
+    fn start_probing(stream: SseStream, probe_every: Duration) -> io::Result<QueuedStream> {
         let (queue, events) = std::sync::mpsc::sync_channel(QUEUED_EVENTS);
         std::thread::Builder::new()
             .name("mcp-stream".into())
             .stack_size(128 * 1024)
             .spawn(move || {
                 let mut stream = stream;
-                for event in events {
-                    let written = match event {
-                        Queued::Message(message) => stream.send(&message),
-                        Queued::Comment(text) => stream.comment(text),
-                        Queued::Finish => {
+                loop {
+                    let written = match events.recv_timeout(probe_every) {
+                        Ok(Queued::Message(message)) => stream.send(&message),
+                        Ok(Queued::Comment(text)) => stream.comment(text),
+                        Ok(Queued::Finish) => {
                             let _ = stream.finish();
                             return;
                         }
+                        // A client that went away is only noticed by a write that fails: an
+                        // idle stream says something now and then, so that its thread and
+                        // socket are given back within seconds, not at the next keep-alive.
+                        Err(RecvTimeoutError::Timeout) => stream.comment("idle"),
+                        Err(RecvTimeoutError::Disconnected) => return,
                     };
                     if written.is_err() {
                         return;
@@ -440,6 +455,35 @@ mod tests {
                 Err(TrySendError::Disconnected(_))
             )
         });
+        assert!(!queued.send(&json!({})));
+    }
+
+    /// A client that has gone: every write fails, and the writes are counted.
+    struct Gone(Arc<Mutex<usize>>);
+
+    impl Write for Gone {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            *self.0.lock().unwrap() += 1;
+            Err(io::Error::new(io::ErrorKind::BrokenPipe, "the client left"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_idle_stream_finds_out_that_its_client_left() {
+        let writes = Arc::new(Mutex::new(0));
+        let stream = SseStream::from_writer(Box::new(Gone(Arc::clone(&writes))));
+        let queued = QueuedStream::start_probing(stream, Duration::from_millis(20)).unwrap();
+        // Nothing is queued: the idle probe's failed write ends the writer all the same.
+        wait_until("the writer to end", || {
+            matches!(
+                queued.queue.try_send(Queued::Comment("x")),
+                Err(TrySendError::Disconnected(_))
+            )
+        });
+        assert_eq!(*writes.lock().unwrap(), 1);
         assert!(!queued.send(&json!({})));
     }
 
