@@ -42,7 +42,7 @@ from test_oauth import Pkce, authorize_url
 SEED = 2112
 ROUNDS = 220
 TIME_BUDGET = 170.0  # seconds for all rounds; about 60 s on an idle 2-core machine
-KILL_DELAY_MAX = 0.08  # the kill comes 0..80 ms after the work starts
+KILL_DELAY_MAX = 0.1  # the kill comes 0..100 ms after the work starts
 SAMPLE = 12  # acknowledged clients and revoked tokens checked per round (all of them at the end)
 
 
@@ -242,10 +242,21 @@ class Lab:
         self.stop.clear()
         seeds = [rng.randrange(2**32) for _ in range(3)]
         room = len(self.ack.clients) < 300  # well below the 500 kept clients (MAX_CLIENTS)
+        errors: list[BaseException] = []
+
+        def guarded(work: Any, *args: Any) -> threading.Thread:
+            def run() -> None:
+                try:
+                    work(*args)
+                except BaseException as e:  # shown by the round, not lost in the thread
+                    errors.append(e)
+
+            return threading.Thread(target=run)
+
         workers = [
-            threading.Thread(target=self.token_work, args=(random.Random(seeds[0]), rng.randrange(1, 4))),
-            threading.Thread(target=self.token_work, args=(random.Random(seeds[1]), rng.randrange(0, 3))),
-            threading.Thread(target=self.register_work, args=(random.Random(seeds[2]), rng.randrange(0, 3) if room else 0)),
+            guarded(self.token_work, random.Random(seeds[0]), rng.randrange(1, 4)),
+            guarded(self.token_work, random.Random(seeds[1]), rng.randrange(0, 3)),
+            guarded(self.register_work, random.Random(seeds[2]), rng.randrange(1, 4) if room else 0),
         ]
         for w in workers:
             w.start()
@@ -254,6 +265,8 @@ class Lab:
         for w in workers:
             w.join(timeout=30)
             assert not w.is_alive(), "a worker thread did not end after the kill"
+        if errors:
+            raise errors[0]
         self.figures.rounds += 1
 
 
@@ -292,5 +305,5 @@ def test_sigkill_during_token_and_client_writes_never_loses_an_acknowledged_one(
         f"{len(lab.ack.live)} live, {len(lab.ack.revoked)} revoked, {len(lab.ack.uncertain)} uncertain at the end"
     )
     assert f.rounds >= 200
-    assert f.creates_acknowledged >= 100 and f.revokes_acknowledged >= 30 and f.registrations_acknowledged >= 50, f
+    assert f.creates_acknowledged >= 100 and f.revokes_acknowledged >= 30 and f.registrations_acknowledged >= 40, f
     assert f.cli_killed >= 20, f"the kills never hit a running CLI process: {f}"

@@ -1109,6 +1109,7 @@ def test_the_corpus_is_deterministic_and_covers_every_face() -> None:
     assert [c.raw for c in first] == [c.raw for c in second]
     counts = Counter(c.category for c in first)
     assert sum(counts.values()) >= MIN_TOTAL, counts
+    assert len(counts) >= 17 and min(counts.values()) >= 15, counts
     faces = Counter(c.expect for c in first)
     for face in ("mcp", "openai", "oauth", "page", "4xx", "any"):
         assert faces[face] >= 20, faces
