@@ -44,7 +44,7 @@ SEED = 20260721
 MAX_BODY = 1024 * 1024  # limits.max_body_bytes of this module's gateway
 REQUEST_TIMEOUT_MS = 3000  # limits.request_timeout_ms and io_timeout_ms of this module's gateway
 ANSWER_TIMEOUT = 20.0  # per request: far above what any of them needs, even on a busy machine
-THREADS = 3  # below half the 8 workers, so the OAuth face's "busy" 503 is never due
+THREADS = 3  # client threads (the gateway has 16 workers, see `gw`)
 MIN_TOTAL = 2000
 
 MISSING = object()  # a key left out of a generated JSON object
@@ -1071,7 +1071,17 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Gateway]:
     workdir = tmp_path_factory.mktemp("malformed")
     # short request and socket timeouts: a head that never ends gets its 408 within seconds
     limits = {"max_body_bytes": MAX_BODY, "request_timeout_ms": REQUEST_TIMEOUT_MS, "io_timeout_ms": REQUEST_TIMEOUT_MS}
-    with support.running_oauth_gateway(workdir, [lambda: support.start_weather(workdir)], limits=limits) as gateway:
+
+    def prepare(gw: support.Gateway) -> None:
+        # 16 workers: the OAuth face takes at most half of them (8) and answers 503 "busy"
+        # beyond; a worker gives its slot back just after its answer is written, so 3 client
+        # threads can briefly hold 6, more than the 4 of the harness's 8 workers
+        config = json.loads(gw.config_path.read_text())
+        config["workers"] = 16
+        gw.config_path.write_text(json.dumps(config, indent=2))
+        support.enable_oauth(gw)
+
+    with support.running_gateway(workdir, [lambda: support.start_weather(workdir)], limits=limits, prepare=prepare) as gateway:
         yield gateway
 
 
