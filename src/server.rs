@@ -225,7 +225,7 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
     }
     let limit = gateway.config().limits.max_body_bytes;
     if request.body_length().map(|n| n > limit).unwrap_or(false) {
-        return too_large(request, limit);
+        return too_large(request, limit, is_openai);
     }
     let face = if is_openai { "openai" } else { "mcp" };
     let principal = match authenticate(&request, gateway) {
@@ -278,14 +278,9 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
     }
     let body = match read_body(&mut request, limit) {
         Ok(body) => body,
-        Err(BodyError::TooLarge) => return too_large(request, limit),
+        Err(BodyError::TooLarge) => return too_large(request, limit, is_openai),
         Err(BodyError::Io(status, message)) => {
-            return respond_json(
-                request,
-                status,
-                &json!({"error": "bad_request", "message": message}),
-                &[("Connection".to_string(), "close".to_string())],
-            )
+            return refuse_body(request, status, message, is_openai)
         }
     };
     match (path.as_str(), principal) {
@@ -475,12 +470,29 @@ fn rate_limited(request: Request, principal: &str, limited: Limited, openai: boo
     );
 }
 
-fn too_large(request: Request, limit: usize) {
+fn too_large(request: Request, limit: usize, openai: bool) {
     let message = format!("the request body is larger than {limit} bytes (limits.max_body_bytes)");
-    let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": crate::jsonrpc::INVALID_REQUEST, "message": message}});
+    refuse_body(request, 413, message, openai);
+}
+
+/// A body refused before the face saw it, in the face's protocol: an OpenAI error on `/v1`, a
+/// JSON-RPC error elsewhere. The connection is closed (the rest of the body is not read).
+fn refuse_body(request: Request, status: u16, message: String, openai: bool) {
+    let body = if openai {
+        openai_face::ApiError {
+            status,
+            kind: "invalid_request_error",
+            code: None,
+            param: None,
+            message,
+        }
+        .body()
+    } else {
+        json!({"jsonrpc": "2.0", "id": null, "error": {"code": crate::jsonrpc::INVALID_REQUEST, "message": message}})
+    };
     respond_json(
         request,
-        413,
+        status,
         &body,
         &[("Connection".to_string(), "close".to_string())],
     );

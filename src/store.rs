@@ -57,6 +57,35 @@ fn give_to_folder_owner(file: &fs::File, dir: &Path) -> std::io::Result<()> {
     std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()))
 }
 
+/// An exclusive lock on the state folder, held until dropped (the system lets go of it when the
+/// process dies, SIGKILL included).
+pub struct DirLock(#[allow(dead_code)] fs::File);
+
+/// Takes the lock of the state folder `dir` (created if missing), waiting while another process
+/// holds it. A read-modify-write of a state file holds it, so that two `token create` at once
+/// never both read the old file and each write it back without the other's token.
+pub fn lock_dir(dir: &Path) -> std::io::Result<DirLock> {
+    ensure_dir(dir)?;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(dir.join(".lock"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        give_to_folder_owner(&file, dir)?;
+        // SAFETY: flock on a descriptor owned here; it has no other preconditions.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(DirLock(file))
+}
+
 /// Creates the state folder (mode 0700) if it does not exist.
 pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {

@@ -150,6 +150,11 @@ fn write_file(path: &Path, file: &TokenFile) -> Result<(), TokenError> {
     store::write_atomic(path, &bytes).map_err(|e| TokenError::Io(path.to_path_buf(), e))
 }
 
+/// The state folder's lock (see [`store::lock_dir`]), for a read-modify-write of the token file.
+fn lock(state_dir: &Path) -> Result<store::DirLock, TokenError> {
+    store::lock_dir(state_dir).map_err(|e| TokenError::Io(state_dir.to_path_buf(), e))
+}
+
 /// Creates a token named `name` in `state_dir` that may reach everything, and returns it (the
 /// only time it exists in clear).
 pub fn create(state_dir: &Path, name: &str) -> Result<String, TokenError> {
@@ -167,7 +172,7 @@ pub fn create_with_access(
     if !valid_name(name) {
         return Err(TokenError::BadName(name.to_string()));
     }
-    store::ensure_dir(state_dir).map_err(|e| TokenError::Io(state_dir.to_path_buf(), e))?;
+    let _lock = lock(state_dir)?;
     let path = state_dir.join(TOKENS_FILE);
     let mut file = read_file(&path)?;
     if file.tokens.iter().any(|t| t.name == name) {
@@ -194,6 +199,7 @@ pub fn set_access(
     access: AccessRule,
     profile: Option<String>,
 ) -> Result<(), TokenError> {
+    let _lock = lock(state_dir)?;
     let path = state_dir.join(TOKENS_FILE);
     let mut file = read_file(&path)?;
     let record = file
@@ -208,6 +214,7 @@ pub fn set_access(
 
 /// Removes the token named `name`.
 pub fn revoke(state_dir: &Path, name: &str) -> Result<(), TokenError> {
+    let _lock = lock(state_dir)?;
     let path = state_dir.join(TOKENS_FILE);
     let mut file = read_file(&path)?;
     let before = file.tokens.len();
@@ -446,6 +453,27 @@ mod tests {
                 "profile=kids"
             ]
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn creations_at_once_keep_every_token() {
+        // Each one reads the file, adds its token and writes it back: without the state
+        // folder's lock, most of them wrote over the others'.
+        let dir = temp_dir("at-once");
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let dir = dir.clone();
+                std::thread::spawn(move || create(&dir, &format!("t{i}")).expect("create"))
+            })
+            .collect();
+        let tokens: Vec<String> = threads
+            .into_iter()
+            .map(|t| t.join().expect("thread"))
+            .collect();
+        let store = TokenStore::open(&dir).expect("open");
+        assert!(tokens.iter().all(|t| store.verify(t).is_some()));
+        assert_eq!(list(&dir).expect("list").len(), 16);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -388,6 +388,18 @@ impl Iterator for ClientConnection {
                 return None;
             }
 
+            // mcp-gateway patch: a head that is not ASCII, or a chunked body read here that is
+            // broken, gets 400 (upstream: the connection closed without an answer)
+            Err(ReadError::ReadIoError(ref err))
+                if matches!(err.kind(), ErrorKind::InvalidInput | ErrorKind::InvalidData) =>
+            {
+                self.answer_and_close(
+                    400,
+                    "malformed request: non-ASCII head or broken chunked body",
+                );
+                return None;
+            }
+
             Err(ReadError::ReadIoError(_)) => return None,
 
             Ok(rq) => rq,
