@@ -491,9 +491,11 @@ impl Backend {
         options: CallOptions,
         link: &mut dyn ClientLink,
     ) -> Result<Value, CallError> {
+        // The wait for a slot counts against the call's time: a call ends within `timeout_ms`.
+        let deadline = Instant::now() + self.config.timeout;
         let _slot = self.acquire_slot()?;
         let started = Instant::now();
-        let result = self.call_once(method, &params, &options, link, true);
+        let result = self.call_once(method, &params, &options, link, true, deadline);
         let mut m = self.status.lock().unwrap_or_else(|e| e.into_inner());
         m.calls += 1;
         m.last_latency_ms = Some(started.elapsed().as_millis() as u64);
@@ -516,6 +518,7 @@ impl Backend {
         options: &CallOptions,
         link: &mut dyn ClientLink,
         may_retry: bool,
+        deadline: Instant,
     ) -> Result<Value, CallError> {
         let conn = self.current_connection();
         let conn = match conn {
@@ -552,6 +555,13 @@ impl Backend {
             }
         }
         let request = jsonrpc::request(&json!(id), method, Value::Object(params.clone()));
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            // Its whole time went waiting for a slot.
+            return Err(CallError::Busy {
+                backend: self.config.name.clone(),
+            });
+        }
         if let Some(key) = &options.cancel_key {
             self.in_flight
                 .lock()
@@ -596,12 +606,7 @@ impl Backend {
             }
             link.notify(message);
         };
-        let outcome = transport.request(
-            &request,
-            our_token.as_ref(),
-            self.config.timeout,
-            &mut forward,
-        );
+        let outcome = transport.request(&request, our_token.as_ref(), left, &mut forward);
         if let Some(key) = &options.cancel_key {
             self.in_flight
                 .lock()
@@ -621,14 +626,14 @@ impl Backend {
                     self.config.name
                 );
                 match self.reconnect_now() {
-                    Ok(()) => self.call_once(method, original, options, link, false),
+                    Ok(()) => self.call_once(method, original, options, link, false, deadline),
                     Err(e) => Err(CallError::Down {
                         backend: self.config.name.clone(),
                         reason: e,
                     }),
                 }
             }
-            Err(TransportError::Timeout(after)) => {
+            Err(TransportError::Timeout(_)) => {
                 let cancel = jsonrpc::notification(
                     "notifications/cancelled",
                     json!({"requestId": id, "reason": "timed out in mcp-gateway"}),
@@ -636,7 +641,7 @@ impl Backend {
                 let _ = transport.send(&cancel);
                 Err(CallError::Timeout {
                     backend: self.config.name.clone(),
-                    after,
+                    after: self.config.timeout,
                 })
             }
             Err(e @ (TransportError::Unavailable(_) | TransportError::Closed)) => {

@@ -119,7 +119,31 @@ impl std::io::Read for Connection {
 impl std::io::Write for Connection {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
-            Self::Tcp(s) => s.write(buf),
+            Self::Tcp(s) => {
+                // mcp-gateway patch: a write that waited out the whole write timeout and moved
+                // less than 1 KiB a second fails. The kernel ends such a write with a short
+                // count when the client took a few bytes meanwhile, and the next write waited
+                // the whole timeout again: a client that stopped reading held its connection
+                // (and a stream's writer thread) for several timeouts, one that reads a trickle
+                // for as long as it liked.
+                let started = std::time::Instant::now();
+                let n = s.write(buf)?;
+                let waited = started.elapsed();
+                let timeout = if n < buf.len() {
+                    s.write_timeout().ok().flatten()
+                } else {
+                    None
+                };
+                if timeout
+                    .is_some_and(|t| waited >= t && (n as u128) * 1000 < waited.as_millis() * 1024)
+                {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the client stopped reading",
+                    ));
+                }
+                Ok(n)
+            }
             #[cfg(unix)]
             Self::Unix(s) => s.write(buf),
         }
