@@ -103,24 +103,42 @@ impl RpcError {
     }
 }
 
+/// A message of `fields` after `"jsonrpc": "2.0"`. Built by hand: `json!` would copy every
+/// value it is given (it serialises it into a new one), and results and params can be large.
+fn message<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    let mut map = Map::with_capacity(N + 1);
+    map.insert("jsonrpc".to_string(), Value::String("2.0".to_string()));
+    for (key, value) in fields {
+        map.insert(key.to_string(), value);
+    }
+    Value::Object(map)
+}
+
 /// A successful response.
 pub fn response(id: &Value, result: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "result": result})
+    message([("id", id.clone()), ("result", result)])
 }
 
 /// An error response.
 pub fn error_response(id: &Value, error: &RpcError) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": error.to_value()})
+    message([("id", id.clone()), ("error", error.to_value())])
 }
 
 /// A notification.
 pub fn notification(method: &str, params: Value) -> Value {
-    json!({"jsonrpc": "2.0", "method": method, "params": params})
+    message([
+        ("method", Value::String(method.to_string())),
+        ("params", params),
+    ])
 }
 
 /// A request.
 pub fn request(id: &Value, method: &str, params: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+    message([
+        ("id", id.clone()),
+        ("method", Value::String(method.to_string())),
+        ("params", params),
+    ])
 }
 
 /// What kind of JSON-RPC message a value is.

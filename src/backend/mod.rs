@@ -554,7 +554,7 @@ impl Backend {
                     .or_insert(json!(level));
             }
         }
-        let request = jsonrpc::request(&json!(id), method, Value::Object(params.clone()));
+        let request = jsonrpc::request(&json!(id), method, Value::Object(params));
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             // Its whole time went waiting for a slot.
