@@ -11,8 +11,9 @@ The traffic, each kind in its own client thread, paced (not a load test):
 - the OpenAI face: a streamed chat whose scripted upstream (fixtures/scripted_llm.py) calls a tool;
 - a flapping backend, killed every `--flap-secs` and started again 3 s later, called throughout.
 
-It prints one line per minute and a verdict: RSS, threads and descriptors are "flat" when, after
-the warm-up (the first quarter, at least one minute), none grows by more than its allowance.
+It prints one line per minute and a verdict: RSS, threads and descriptors are "flat" when the peak
+of the last quarter of the run is no more than its allowance above the peak of the second quarter
+(the first quarter is the warm-up).
 Loopback only; every loop ends with the run.
 """
 
@@ -255,17 +256,20 @@ def main() -> None:
         weather.close()
         llm.stop()
 
-    warm = max(1, len(samples) // 4)
-    after = samples[warm:]
+    # Figures that swing with the traffic (a stream's thread lives until its client is found
+    # gone) are compared peak to peak: the second quarter of the run (after the warm-up) against
+    # the last quarter.
+    quarter = max(1, len(samples) // 4)
+    settled, last = samples[quarter:2 * quarter], samples[-quarter:]
     verdict = []
     for key, allowance in (("rss_kib", RSS_ALLOWANCE_KIB), ("threads", THREAD_ALLOWANCE), ("fds", FD_ALLOWANCE)):
-        if not after:
-            verdict.append(f"{key}: too short a run to judge")
+        if len(samples) < 8:
+            verdict.append(f"{key}: too short a run to judge (peak {max(s[key] for s in samples)})")
             continue
-        base = samples[warm - 1][key]
-        peak = max(s[key] for s in after)
-        state = "flat" if peak - base <= allowance else "GROWING"
-        verdict.append(f"{key}: {state} (after warm-up {base}, peak {peak}, last {after[-1][key]}, allowance {allowance})")
+        before, after = max(s[key] for s in settled), max(s[key] for s in last)
+        state = "flat" if after - before <= allowance else "GROWING"
+        verdict.append(f"{key}: {state} (peak of the second quarter {before}, of the last quarter {after}, "
+                       f"allowance {allowance})")
     print(f"flaps: {flaps}; load average at the end {os.getloadavg()[0]:.2f}")
     for line in verdict:
         print(line)
