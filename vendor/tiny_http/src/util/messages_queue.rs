@@ -30,6 +30,9 @@ where
     pub fn push(&self, value: T) {
         let mut queue = self.queue.lock().unwrap();
         queue.push_back(Control::Elem(value));
+        // mcp-gateway patch: wake the worker after the lock is let go (woken while it was
+        // held, the worker found it taken and slept again: four futex calls per request)
+        drop(queue);
         self.condvar.notify_one();
     }
 
@@ -37,6 +40,7 @@ where
     pub fn unblock(&self) {
         let mut queue = self.queue.lock().unwrap();
         queue.push_back(Control::Unblock);
+        drop(queue);
         self.condvar.notify_one();
     }
 
