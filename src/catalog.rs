@@ -252,7 +252,7 @@ impl Catalog {
     }
 
     /// The entries of one list whose backend passes `allowed` (the gateway's own always do).
-    pub fn visible(&self, kind: ListKind, allowed: &dyn Fn(usize) -> bool) -> Vec<Value> {
+    pub fn visible(&self, kind: ListKind, allowed: &dyn Fn(usize) -> bool) -> Vec<&Value> {
         self.visible_where(kind, &|owner, _| owner.map(allowed).unwrap_or(true))
     }
 
@@ -261,7 +261,7 @@ impl Catalog {
         &self,
         kind: ListKind,
         keep: &dyn Fn(Option<usize>, &Value) -> bool,
-    ) -> Vec<Value> {
+    ) -> Vec<&Value> {
         let (items, owners) = match kind {
             ListKind::Tools => (&self.tools, &self.owners[kind.index()]),
             ListKind::Prompts => (&self.prompts, &self.owners[kind.index()]),
@@ -272,7 +272,7 @@ impl Catalog {
             .iter()
             .zip(owners)
             .filter(|(item, owner)| keep(**owner, item))
-            .map(|(item, _)| item.clone())
+            .map(|(item, _)| item)
             .collect()
     }
 
@@ -583,9 +583,10 @@ impl GlobUnit for char {
     }
 }
 
-/// One page of `items` starting at `cursor` (an offset we issued), with the next cursor.
+/// One page of `items` starting at `cursor` (an offset we issued), with the next cursor. Only the
+/// page is copied: a list of thousands of tools is not copied whole for each page.
 pub fn page(
-    items: &[Value],
+    items: &[&Value],
     cursor: Option<&str>,
     page_size: usize,
 ) -> Result<(Vec<Value>, Option<String>), String> {
@@ -601,7 +602,10 @@ pub fn page(
     };
     let end = (start + page_size.max(1)).min(items.len());
     let next = (end < items.len()).then(|| format!("o:{end}"));
-    Ok((items[start..end].to_vec(), next))
+    Ok((
+        items[start..end].iter().map(|v| (*v).clone()).collect(),
+        next,
+    ))
 }
 
 #[cfg(test)]
@@ -1108,7 +1112,8 @@ mod tests {
 
     #[test]
     fn pages_follow_cursors() {
-        let items: Vec<Value> = (0..5).map(|i| json!(i)).collect();
+        let values: Vec<Value> = (0..5).map(|i| json!(i)).collect();
+        let items: Vec<&Value> = values.iter().collect();
         let (first, next) = page(&items, None, 2).expect("page");
         assert_eq!(first, vec![json!(0), json!(1)]);
         let (second, next) = page(&items, next.as_deref(), 2).expect("page");

@@ -518,6 +518,30 @@ impl Gateway {
     /// that guards its calls.
     pub fn list(&self, principal: &Principal, kind: ListKind) -> Vec<Value> {
         let view = self.view();
+        Gateway::visible(&view, principal, kind)
+            .into_iter()
+            .cloned()
+            .collect()
+    }
+
+    /// One page of [`Gateway::list`] (`cursor` as a previous page gave it), copying only the page.
+    pub fn list_page(
+        &self,
+        principal: &Principal,
+        kind: ListKind,
+        cursor: Option<&str>,
+        page_size: usize,
+    ) -> Result<(Vec<Value>, Option<String>), String> {
+        let view = self.view();
+        crate::catalog::page(&Gateway::visible(&view, principal, kind), cursor, page_size)
+    }
+
+    /// How many entries [`Gateway::list`] has for `principal`, without copying them.
+    pub fn list_len(&self, principal: &Principal, kind: ListKind) -> usize {
+        Gateway::visible(&self.view(), principal, kind).len()
+    }
+
+    fn visible<'a>(view: &'a View, principal: &Principal, kind: ListKind) -> Vec<&'a Value> {
         let catalog = &view.catalog;
         if principal.rule.is_everything() {
             return catalog.visible(kind, &|_| true);
@@ -944,7 +968,7 @@ impl Gateway {
             })
             .collect();
         let catalog = self.catalog();
-        let count = |kind: ListKind| self.list(principal, kind).len();
+        let count = |kind: ListKind| self.list_len(principal, kind);
         let cache = self.cache.stats();
         let clashes = if principal.rule.is_everything() {
             catalog.clashes.clone()

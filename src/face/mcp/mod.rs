@@ -23,7 +23,6 @@ use ask::{level_rank, CallLink, Parked};
 use wire::{check_modern_request, host_allowed, modern_status, unsupported_version};
 
 use crate::backend::CallOptions;
-use crate::catalog;
 use crate::face::answer::{Answer, EventLogs};
 use crate::gateway::{Gateway, ListKind, Principal};
 use crate::http_util::{request_header, respond_empty, respond_json, QueuedStream, SseStream};
@@ -729,8 +728,10 @@ impl McpFace {
     ) -> Result<Value, RpcError> {
         let page_size = self.gateway.config().limits.page_size;
         let cursor = params.get("cursor").and_then(Value::as_str);
-        let list = |items: &[Value], key: &str| -> Result<Value, RpcError> {
-            let (page, next) = catalog::page(items, cursor, page_size)
+        let list = |kind: ListKind, key: &str| -> Result<Value, RpcError> {
+            let (page, next) = self
+                .gateway
+                .list_page(principal, kind, cursor, page_size)
                 .map_err(|m| RpcError::new(jsonrpc::INVALID_PARAMS, m))?;
             let mut result = json!({ key: page });
             if let Some(next) = next {
@@ -750,7 +751,6 @@ impl McpFace {
                 principal: principal.name.clone(),
             }),
         };
-        let visible = |kind: ListKind| self.gateway.list(principal, kind);
         match method {
             "server/discover" => Ok(json!({
                 "supportedVersions": MODERN_VERSIONS,
@@ -759,12 +759,10 @@ impl McpFace {
                 "_meta": {META_SERVER_INFO: server_info()},
             })),
             "ping" => Ok(json!({})),
-            "tools/list" => list(&visible(ListKind::Tools), "tools"),
-            "resources/list" => list(&visible(ListKind::Resources), "resources"),
-            "resources/templates/list" => {
-                list(&visible(ListKind::Templates), "resourceTemplates")
-            }
-            "prompts/list" => list(&visible(ListKind::Prompts), "prompts"),
+            "tools/list" => list(ListKind::Tools, "tools"),
+            "resources/list" => list(ListKind::Resources, "resources"),
+            "resources/templates/list" => list(ListKind::Templates, "resourceTemplates"),
+            "prompts/list" => list(ListKind::Prompts, "prompts"),
             "logging/setLevel" => match era {
                 Era::Session { id } => self.set_log_level(id, &params),
                 Era::Plain => Ok(json!({})),
