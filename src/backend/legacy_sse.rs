@@ -206,9 +206,11 @@ impl StreamReader {
     /// every message until the stream ends.
     fn run(self, endpoint_tx: Sender<Result<String, TransportError>>) {
         let mut endpoint_tx = Some(endpoint_tx);
-        let outcome = self
-            .open()
-            .map(|body| self.read_events(body, &mut endpoint_tx));
+        let reader = format!("[{}] the SSE stream reader", self.name);
+        let outcome = self.open().map(|body| {
+            crate::resilient::contain(&reader, || self.read_events(body, &mut endpoint_tx))
+                .unwrap_or_else(|why| why)
+        });
         let why = match outcome {
             Ok(why) => why,
             Err(e) => e.to_string(),

@@ -92,8 +92,18 @@ impl StdioTransport {
         thread::Builder::new()
             .name(format!("stdio-out-{name}"))
             .spawn(move || {
-                read_messages(&name, stdout, &pending, &on_unsolicited);
+                let reader = format!("[{name}] the stdout reader");
+                let read = crate::resilient::contain(&reader, || {
+                    read_messages(&name, stdout, &pending, &on_unsolicited)
+                });
                 alive.store(false, Ordering::SeqCst);
+                if let Err(why) = read {
+                    // The server may well still be running: its calls end now, not after the
+                    // grace its exit is given.
+                    pending.fail_all(TransportError::Unavailable(format!(
+                        "the gateway's reader of this server {why}"
+                    )));
+                }
                 let status = reap(&child, EXIT_GRACE);
                 log::debug!("[{name}] stdout closed, process exited: {status}");
                 pending.fail_all(TransportError::Unavailable(format!(
@@ -389,6 +399,25 @@ for line in sys.stdin:
         assert!(!transport.is_alive());
         let err = transport.request(&request, None, Duration::from_secs(1), &mut |_| {});
         assert_eq!(err, Err(TransportError::Closed));
+    }
+
+    #[test]
+    fn a_panic_on_the_reader_thread_ends_the_connection_at_once() {
+        // The server's first line is a list_changed notice: the handler panics on it.
+        let transport = echo_server(Arc::new(|_| panic!("a bug in a handler")));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while transport.is_alive() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the connection still looks alive after its reader panicked"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        let request = json!({"jsonrpc": "2.0", "id": 1, "method": "x"});
+        let started = std::time::Instant::now();
+        let answer = transport.request(&request, None, Duration::from_secs(5), &mut |_| {});
+        assert!(answer.is_err(), "{answer:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[test]
