@@ -24,7 +24,8 @@ pub struct ParamHeader {
     pub kind: String,
 }
 
-/// The marked parameters of an `inputSchema`.
+/// The marked parameters of an `inputSchema`. Header names must be unique, case-insensitively:
+/// parameters that share one are left out, since one header cannot mirror two arguments.
 pub fn marked(schema: &Value) -> Vec<ParamHeader> {
     let mut found = Vec::new();
     let mut stack: Vec<(Vec<String>, &Value)> = vec![(Vec::new(), schema)];
@@ -55,7 +56,11 @@ pub fn marked(schema: &Value) -> Vec<ParamHeader> {
         }
     }
     found.sort_by(|a, b| a.path.cmp(&b.path));
-    found
+    let sharing = |p: &ParamHeader| {
+        let same = |q: &&ParamHeader| q.header.eq_ignore_ascii_case(&p.header);
+        found.iter().filter(same).count()
+    };
+    found.iter().filter(|p| sharing(p) == 1).cloned().collect()
 }
 
 fn is_token(text: &str) -> bool {
@@ -167,6 +172,32 @@ mod tests {
             headers,
             ["Mcp-Param-Count", "Mcp-Param-Flag", "Mcp-Param-Region"]
         );
+    }
+
+    /// Found by the `routing_headers` fuzz target: two parameters marked with one header name
+    /// made the gateway send `Mcp-Param-Count` for `count` and then refuse it for `inner.count`
+    /// ("present but the argument inner.count is absent").
+    #[test]
+    fn parameters_sharing_a_header_name_are_not_marked() {
+        let schema = json!({"type": "object", "properties": {
+            "count": {"type": "integer", "x-mcp-header": "Count"},
+            "inner": {"type": "object", "properties": {
+                "count": {"type": "integer", "x-mcp-header": "count"}}},
+            "region": {"type": "string", "x-mcp-header": "Region"}
+        }});
+        let found = marked(&schema);
+        let headers: Vec<&str> = found.iter().map(|p| p.header.as_str()).collect();
+        assert_eq!(headers, ["Mcp-Param-Region"]);
+        let args = json!({"count": 3, "region": "eu"});
+        let args = args.as_object().unwrap();
+        let sent = outgoing(&found, args);
+        assert_eq!(sent, [("Mcp-Param-Region".into(), "eu".into())]);
+        let lookup = |name: &str| {
+            sent.iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| Ok(v.clone()))
+        };
+        assert_eq!(check(&found, args, &lookup), Ok(()));
     }
 
     #[test]
