@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 const QUEUE: usize = 4096;
 /// At most this much of the queue goes out in one write.
 const BATCH_BYTES: usize = 64 * 1024;
+/// How long the writer lets lines gather after writing a batch.
+const BATCH_PAUSE: Duration = Duration::from_millis(10);
 /// Argument keys whose values are never written (matched case-insensitively as substrings).
 pub const SENSITIVE: &[&str] = &[
     "password",
@@ -324,6 +326,13 @@ impl Writer {
                         self.last_complaint = Some(Instant::now());
                     }
                 }
+            }
+            // Not back to waiting on the queue at once: while lines keep coming, the calls that
+            // queue them find no writer asleep on it to wake (a futex call and a thread switch
+            // per call), and the writer takes them in batches. An idle log still writes its
+            // next line at once.
+            if held.is_none() {
+                std::thread::sleep(BATCH_PAUSE);
             }
         }
     }
