@@ -138,6 +138,9 @@ pub struct AuditLog {
     redact: Vec<String>,
     refuse_on_failure: bool,
     failing: Arc<AtomicBool>,
+    /// Lines queued, and lines the writer has dealt with (written or failed): see `flush`.
+    queued: AtomicU64,
+    handled: Arc<AtomicU64>,
     /// Lines that could not be written (write errors) or were dropped (queue full).
     pub failures: Arc<AtomicU64>,
 }
@@ -147,6 +150,7 @@ impl AuditLog {
     pub fn start(settings: &AuditSettings, state_dir: &Path) -> AuditLog {
         let failures = Arc::new(AtomicU64::new(0));
         let failing = Arc::new(AtomicBool::new(false));
+        let handled = Arc::new(AtomicU64::new(0));
         let mut redact: Vec<String> = SENSITIVE.iter().map(|s| s.to_string()).collect();
         redact.extend(settings.redact.iter().map(|s| s.to_ascii_lowercase()));
         let mut log = AuditLog {
@@ -155,6 +159,8 @@ impl AuditLog {
             refuse_on_failure: settings.refuse_on_failure,
             failing: Arc::clone(&failing),
             failures: Arc::clone(&failures),
+            queued: AtomicU64::new(0),
+            handled: Arc::clone(&handled),
         };
         if !settings.enabled {
             return log;
@@ -169,6 +175,7 @@ impl AuditLog {
             size: 0,
             failures,
             failing,
+            handled,
             last_complaint: None,
         };
         match std::thread::Builder::new()
@@ -215,10 +222,23 @@ impl AuditLog {
             }
         };
         match tx.try_send(text) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.queued.fetch_add(1, Ordering::SeqCst);
+            }
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.failures.fetch_add(1, Ordering::SeqCst);
             }
+        }
+    }
+
+    /// Waits (at most `limit`) until every line queued so far has been written, so that the
+    /// last calls before a stop are in the log.
+    pub fn flush(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.handled.load(Ordering::SeqCst) < self.queued.load(Ordering::SeqCst)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
@@ -275,6 +295,7 @@ struct Writer {
     size: u64,
     failures: Arc<AtomicU64>,
     failing: Arc<AtomicBool>,
+    handled: Arc<AtomicU64>,
     last_complaint: Option<Instant>,
 }
 
@@ -311,7 +332,9 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            match self.write(&batch) {
+            let written = self.write(&batch);
+            self.handled.fetch_add(lines, Ordering::SeqCst);
+            match written {
                 Ok(()) => self.failing.store(false, Ordering::SeqCst),
                 Err(e) => {
                     self.file = None;
@@ -452,6 +475,28 @@ mod tests {
             );
         }
         assert!(line["time"].as_str().is_some() && line["duration_ms"].as_f64() == Some(12.0));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn flush_waits_until_every_queued_line_is_written() {
+        let dir = dir("flush");
+        let log = AuditLog::start(&AuditSettings::default(), &dir);
+        let entry = Entry {
+            face: "mcp",
+            principal: "p",
+            action: "tools/call",
+            name: "t",
+            outcome: "ok",
+            ..Entry::default()
+        };
+        // A burst: the writer takes the first line at once, then pauses while the rest queue.
+        for _ in 0..50 {
+            log.record(&entry);
+        }
+        log.flush(Duration::from_secs(5));
+        let text = std::fs::read_to_string(dir.join("audit.log")).expect("the log");
+        assert_eq!(text.lines().count(), 50);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -278,6 +278,7 @@ impl Gateway {
             backend.stop();
         }
         self.tokens.flush_usage();
+        self.audit.flush(std::time::Duration::from_secs(2));
     }
 
     /// Registers a listener for list changes.
