@@ -71,25 +71,40 @@ class Traffic:
     def running(self) -> bool:
         return time.monotonic() < self.deadline
 
-    def modern_calls(self) -> None:
+    def tool_calls(self, tool: str, kind: str, pause: float, down_is_ok: bool = False) -> None:
+        """2026-07-28 calls of `tool`, counted under `kind`; with `down_is_ok`, an error answer
+        (the backend is down) is counted apart from no answer at all."""
         import httpx2
 
         support = self.support
-        headers = support.modern_headers(self.gw.token, "tools/call", "weather__add")
+        headers = support.modern_headers(self.gw.token, "tools/call", tool)
         with httpx2.Client(timeout=30) as client:
             n = 0
             while self.running():
                 n += 1
                 body = {"jsonrpc": "2.0", "id": n, "method": "tools/call",
-                        "params": {"name": "weather__add", "arguments": {"a": n, "b": 1},
+                        "params": {"name": tool, "arguments": {"a": n, "b": 1},
                                    "_meta": support.modern_meta()}}
                 try:
                     r = client.post(self.gw.url, json=body, headers=headers)
-                    ok = r.status_code == 200 and "result" in support.final_message(r, n)
+                    message = support.final_message(r, n)
+                    answered = r.status_code == 200 and "result" in message
+                    if answered and not message["result"].get("isError"):
+                        outcome = f"{kind} ok"
+                    elif down_is_ok:
+                        outcome = f"{kind} error (backend down)"
+                    else:
+                        outcome = f"{kind} FAILED"
                 except Exception:
-                    ok = False
-                self.count("modern ok" if ok else "modern FAILED")
-                time.sleep(0.02)
+                    outcome = f"{kind} FAILED (no answer)"
+                self.count(outcome)
+                time.sleep(pause)
+
+    def modern_calls(self) -> None:
+        self.tool_calls("weather__add", "modern", 0.02)
+
+    def flapping_calls(self) -> None:
+        self.tool_calls("flappy__add", "flappy", 0.1, down_is_ok=True)
 
     def sessions(self) -> None:
         import httpx2
@@ -152,27 +167,6 @@ class Traffic:
                     ok = False
                 self.count("openai ok" if ok else "openai FAILED")
                 time.sleep(0.2)
-
-    def flapping_calls(self) -> None:
-        import httpx2
-
-        support = self.support
-        headers = support.modern_headers(self.gw.token, "tools/call", "flappy__add")
-        with httpx2.Client(timeout=30) as client:
-            n = 0
-            while self.running():
-                n += 1
-                body = {"jsonrpc": "2.0", "id": n, "method": "tools/call",
-                        "params": {"name": "flappy__add", "arguments": {"a": 1, "b": 1},
-                                   "_meta": support.modern_meta()}}
-                try:
-                    r = client.post(self.gw.url, json=body, headers=headers)
-                    message = support.final_message(r, n)
-                    ok = "result" in message and not message["result"].get("isError")
-                    self.count("flappy ok" if ok else "flappy error (backend down)")
-                except Exception:
-                    self.count("flappy FAILED (no answer)")
-                time.sleep(0.1)
 
 
 def main() -> None:
