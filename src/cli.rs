@@ -644,10 +644,6 @@ fn serve(mut config: Config, listen: Option<String>) -> i32 {
             config.state_dir.display()
         ));
     }
-    let stale = crate::store::remove_stale_temps(&config.state_dir);
-    if stale > 0 {
-        log::info!("removed {stale} temporary file(s) left by a process killed while writing");
-    }
     let tokens = match TokenStore::open(&config.state_dir) {
         Ok(t) => t,
         Err(e) => return fail(e),

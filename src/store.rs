@@ -86,29 +86,6 @@ pub fn lock_dir(dir: &Path) -> std::io::Result<DirLock> {
     Ok(DirLock(file))
 }
 
-/// Removes the temporary files of [`write_atomic`] that a process killed mid-write left in `dir`
-/// (`.NAME.tmp-PID` whose process is gone); returns how many.
-pub fn remove_stale_temps(dir: &Path) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let pid = name
-            .to_str()
-            .and_then(|n| n.strip_prefix('.'))
-            .and_then(|n| n.rsplit_once(".tmp-"))
-            .and_then(|(_, pid)| pid.parse::<u32>().ok());
-        let Some(pid) = pid else { continue };
-        let running = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
-        if !running && fs::remove_file(entry.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    removed
-}
-
 /// Creates the state folder (mode 0700) if it does not exist.
 pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     if dir.is_dir() {
@@ -126,24 +103,6 @@ pub fn ensure_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn temporary_files_of_dead_writers_are_removed() {
-        let dir = std::env::temp_dir().join(format!("mcpgw-stale-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("dir");
-        // No process has this id (above Linux's largest pid_max); ours is running.
-        let dead = dir.join(".tokens.json.tmp-4294967295");
-        let ours = dir.join(format!(".oauth.json.tmp-{}", std::process::id()));
-        let kept = [dir.join("tokens.json"), dir.join(".lock"), ours.clone()];
-        for path in kept.iter().chain([&dead]) {
-            fs::write(path, b"x").expect("write");
-        }
-        assert_eq!(remove_stale_temps(&dir), 1);
-        assert!(!dead.exists());
-        assert!(kept.iter().all(|p| p.exists()));
-        let _ = fs::remove_dir_all(&dir);
-    }
 
     #[test]
     fn atomic_write_replaces_whole_file_and_leaves_no_temp() {
