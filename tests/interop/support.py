@@ -523,6 +523,22 @@ def final_message(response: httpx2.Response, request_id: Any = None) -> dict[str
     return msgs[-1]
 
 
+def open_session(http: httpx2.Client, gw: "Gateway", client_name: str = "interop") -> dict[str, str]:
+    """Starts a handshake-era session over raw HTTP (initialize, then notifications/initialized);
+    returns the headers its requests carry."""
+    base = {"Authorization": f"Bearer {gw.token}", "Accept": "application/json, text/event-stream"}
+    init = http.post(gw.url, headers=base, json={
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": client_name, "version": "1"}},
+    })
+    assert init.status_code == 200, init.text
+    session = {**base, "Mcp-Session-Id": init.headers["mcp-session-id"]}
+    done = http.post(gw.url, headers=session, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    assert done.status_code == 202, done.text
+    return session
+
+
 def modern_meta(capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,

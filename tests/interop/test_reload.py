@@ -213,20 +213,6 @@ def running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def open_session(http: httpx2.Client, gw: support.Gateway) -> dict[str, str]:
-    """A handshake-era session over raw HTTP; the headers its requests carry."""
-    base = {"Authorization": f"Bearer {gw.token}", "Accept": "application/json, text/event-stream"}
-    init = http.post(gw.url, headers=base, json={
-        "jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "reload", "version": "1"}},
-    })
-    assert init.status_code == 200, init.text
-    session = {**base, "Mcp-Session-Id": init.headers["mcp-session-id"]}
-    done = http.post(gw.url, headers=session, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
-    assert done.status_code == 202, done.text
-    return session
-
-
 class GetStream:
     """A handshake-era session's GET /mcp stream read on a thread of its own, until it carries
     `notifications/tools/list_changed` (then it stops reading) or ends or times out."""
@@ -234,7 +220,7 @@ class GetStream:
     def __init__(self, gw: support.Gateway) -> None:
         self.gw = gw
         self.http = httpx2.Client(timeout=httpx2.Timeout(10, read=25))
-        self.session = open_session(self.http, gw)
+        self.session = support.open_session(self.http, gw)
         self.opened = threading.Event()
         self.changed = threading.Event()
         self.messages: list[dict[str, Any]] = []

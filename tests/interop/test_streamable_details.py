@@ -121,31 +121,11 @@ def test_the_host_guard(gw: support.Gateway, host: str, allowed: bool) -> None:
         assert "allowed_origins" in r.json()["error"]["message"]
 
 
-def open_session(http: httpx2.Client, gw: support.Gateway) -> dict[str, str]:
-    """Starts a handshake-era session over raw HTTP; the headers its requests carry."""
-    base = {"Authorization": f"Bearer {gw.token}", "Accept": "application/json, text/event-stream"}
-    init = http.post(
-        gw.url,
-        headers=base,
-        json={
-            "jsonrpc": "2.0",
-            "id": 0,
-            "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-        },
-    )
-    assert init.status_code == 200, init.text
-    session = {**base, "Mcp-Session-Id": init.headers["mcp-session-id"]}
-    done = http.post(gw.url, headers=session, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
-    assert done.status_code == 202, done.text
-    return session
-
-
 def test_two_calls_stream_at_once_in_one_session(gw: support.Gateway) -> None:
     """Several POST streams in one handshake-era session: each gets its own progress, under its own
     event ids, and its own result."""
     with httpx2.Client(timeout=30) as http:
-        session = open_session(http, gw)
+        session = support.open_session(http, gw)
         outcomes: dict[str, tuple[list[Any], list[str], Any]] = {}
 
         def call(token: str, request_id: int) -> None:
@@ -226,7 +206,7 @@ def test_an_update_before_the_get_stream_opens_is_held_for_it(gw: support.Gatewa
     (`rich` keeps the URI; `oldrich`'s copy of it is not offered.)"""
     uri = "rich://counter"
     with httpx2.Client(timeout=30) as http:
-        session = open_session(http, gw)
+        session = support.open_session(http, gw)
         subscribe = http.post(gw.url, headers=session, json={"jsonrpc": "2.0", "id": 1, "method": "resources/subscribe", "params": {"uri": uri}})
         assert support.final_message(subscribe) == {"jsonrpc": "2.0", "id": 1, "result": {}}
         touch = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "rich__touch", "arguments": {"uri": uri}}}
