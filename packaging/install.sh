@@ -143,16 +143,20 @@ fi
 
 # --- the binary ---------------------------------------------------------------------------
 changed=no
-if [ -f "$bin_dst" ] && cmp -s "$binary" "$bin_dst"; then
-    say "$bin_dst is up to date"
-else
-    say "installing $bin_dst"
-    changed=yes
-    run mkdir -p "$(dirname "$bin_dst")"
-    # A new file renamed over the old one: a running gateway keeps its file until restarted.
-    run install -m 0755 "$binary" "$bin_dst.new"
-    run mv -f "$bin_dst.new" "$bin_dst"
-fi
+# install_file SRC DST MODE: puts SRC at DST unless DST is already the same (then changed=yes).
+# A new file is renamed over the old one: a running gateway keeps its binary until restarted.
+install_file() {
+    if [ -f "$2" ] && cmp -s "$1" "$2"; then
+        say "$2 is up to date"
+    else
+        say "installing $2"
+        changed=yes
+        run mkdir -p "$(dirname "$2")"
+        run install -m "$3" "$1" "$2.new"
+        run mv -f "$2.new" "$2"
+    fi
+}
+install_file "$binary" "$bin_dst" 0755
 
 # --- config and secrets ---------------------------------------------------------------------
 run mkdir -p "$etc_dir"
@@ -186,14 +190,7 @@ EOF
 fi
 
 # --- unit and state folder ------------------------------------------------------------------
-if [ -f "$unit_dst" ] && cmp -s "$unit_src" "$unit_dst"; then
-    say "$unit_dst is up to date"
-else
-    say "installing $unit_dst"
-    changed=yes
-    run mkdir -p "$(dirname "$unit_dst")"
-    run install -m 0644 "$unit_src" "$unit_dst"
-fi
+install_file "$unit_src" "$unit_dst" 0644
 if [ -d "$state_dir" ]; then
     say "keeping the state folder $state_dir"
 else
