@@ -101,7 +101,7 @@ impl Upstream {
     /// A client for `base_url` (ending in `/v1`), with an optional API key.
     pub fn new(base_url: &str, api_key: Option<String>, timeout: Duration) -> Upstream {
         let agent = crate::outbound::agent(
-            ureq::Agent::config_builder()
+            crate::outbound::config_builder()
                 .http_status_as_error(false)
                 .max_redirects(0)
                 .timeout_connect(Some(timeout))

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use ureq::config::Config;
+use ureq::config::{Config, ConfigBuilder};
 use ureq::http::Uri;
+use ureq::typestate::AgentScope;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use ureq::Agent;
@@ -17,7 +18,23 @@ use ureq::Agent;
 /// How long a looked-up address is reused.
 const RESOLVED_FOR: Duration = Duration::from_secs(30);
 
-/// An agent with `config` and the [`ReusingResolver`].
+/// Bytes read from a backend or the LLM at a time; also the most a response head may take.
+const INPUT_BUFFER: usize = 32 * 1024;
+/// Bytes written at a time (a request head must fit).
+const OUTPUT_BUFFER: usize = 16 * 1024;
+
+/// ureq's agent settings with our buffer sizes. ureq's defaults (128 KiB in and out, zeroed on
+/// first use) made every warm pooled connection cost 256 KiB of resident memory, most of the
+/// gateway's idle RSS with one backend; bodies stream through the buffers, so only a response
+/// head must fit in [`INPUT_BUFFER`].
+pub fn config_builder() -> ConfigBuilder<AgentScope> {
+    Agent::config_builder()
+        .input_buffer_size(INPUT_BUFFER)
+        .output_buffer_size(OUTPUT_BUFFER)
+        .max_response_header_size(INPUT_BUFFER)
+}
+
+/// An agent with `config` (from [`config_builder`]) and the [`ReusingResolver`].
 pub fn agent(config: Config) -> Agent {
     Agent::with_parts(config, DefaultConnector::new(), ReusingResolver::default())
 }

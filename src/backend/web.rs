@@ -46,7 +46,7 @@ pub(crate) fn check_http_url(url: &str) -> Result<(), TransportError> {
 /// The ureq agent for one transport: HTTP error statuses come back as responses (their bodies
 /// matter), and redirects are not followed (they could carry our credentials elsewhere).
 pub(crate) fn new_agent() -> Agent {
-    let config = Agent::config_builder()
+    let config = crate::outbound::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .user_agent("mcp-gateway")
