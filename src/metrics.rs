@@ -82,6 +82,8 @@ pub enum Face {
     Mcp,
     /// `/v1/...`.
     OpenAi,
+    /// `/openapi.json` and `/openapi/...`.
+    OpenApi,
     /// The OAuth authorization server and its metadata.
     OAuth,
     /// `/health`, `/status`, `/metrics`.
@@ -96,6 +98,7 @@ impl Face {
         match self {
             Face::Mcp => "mcp",
             Face::OpenAi => "openai",
+            Face::OpenApi => "openapi",
             Face::OAuth => "oauth",
             Face::Status => "status",
             Face::Other => "other",

@@ -5,6 +5,7 @@
 use crate::face::mcp::McpFace;
 use crate::face::oauth as oauth_face;
 use crate::face::openai::{self as openai_face, OpenAiFace};
+use crate::face::openapi::{self as openapi_face, OpenApiFace};
 use crate::gateway::{Gateway, Principal};
 use crate::http_util::{request_header, respond_json};
 use crate::metrics::Face;
@@ -43,6 +44,7 @@ impl std::error::Error for ServeError {}
 struct Faces {
     mcp: Arc<McpFace>,
     openai: Arc<OpenAiFace>,
+    openapi: Arc<OpenApiFace>,
     /// Workers busy in the OAuth face, which anyone can reach without a token: at most half of
     /// them, so that its slow parts (a password hash, a metadata fetch) never take them all.
     oauth_busy: AtomicUsize,
@@ -74,6 +76,7 @@ impl HttpServer {
         let faces = Arc::new(Faces {
             mcp: McpFace::new(Arc::clone(&gateway)),
             openai: OpenAiFace::new(Arc::clone(&gateway)),
+            openapi: OpenApiFace::new(Arc::clone(&gateway)),
             oauth_busy: AtomicUsize::new(0),
             oauth_max: (gateway.config().workers / 2).max(1),
             rates: RateLimits::new(
@@ -179,6 +182,7 @@ fn face_of(path: &str) -> Face {
         "/mcp" => Face::Mcp,
         "/health" | "/status" | "/metrics" => Face::Status,
         _ if path == "/v1" || path.starts_with("/v1/") => Face::OpenAi,
+        _ if openapi_face::handles(path) => Face::OpenApi,
         _ if oauth_face::handles(path) => Face::OAuth,
         _ => Face::Other,
     }
@@ -196,7 +200,8 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
     }
     let is_oauth = oauth_face::handles(&path);
     let is_openai = path == "/v1" || path.starts_with("/v1/");
-    if is_openai && *request.method() == Method::Options {
+    let is_openapi = openapi_face::handles(&path);
+    if (is_openai || is_openapi) && *request.method() == Method::Options {
         return openai_face::preflight(request, gateway);
     }
     let config = gateway.config();
@@ -212,7 +217,11 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
     if path == "/metrics" && settings.public {
         return metrics(request, gateway, faces, None);
     }
-    if !is_oauth && !is_openai && !matches!(path.as_str(), "/mcp" | "/status" | "/metrics") {
+    if !is_oauth
+        && !is_openai
+        && !is_openapi
+        && !matches!(path.as_str(), "/mcp" | "/status" | "/metrics")
+    {
         return respond_json(
             request,
             404,
@@ -224,10 +233,14 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
         return oauth(request, gateway, faces, &path);
     }
     let limit = gateway.config().limits.max_body_bytes;
+    let face = face_of(&path);
+    let audit_face = match face {
+        Face::OpenAi | Face::OpenApi => face.as_str(),
+        _ => "mcp",
+    };
     if request.body_length().map(|n| n > limit).unwrap_or(false) {
-        return too_large(request, limit, is_openai);
+        return too_large(request, limit, face);
     }
-    let face = if is_openai { "openai" } else { "mcp" };
     let principal = match authenticate(&request, gateway) {
         Some(p) => p,
         None => {
@@ -240,7 +253,7 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
             .map(|a| a.to_string())
             .unwrap_or_default();
             gateway.audit.record(&crate::audit::Entry {
-                face,
+                face: audit_face,
                 principal: &address,
                 action: "auth",
                 name: &path,
@@ -254,6 +267,8 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
             });
             return if is_openai {
                 openai_face::unauthorized(request, gateway)
+            } else if is_openapi {
+                openapi_face::unauthorized(request, gateway)
             } else {
                 unauthorized(request, gateway, &path)
             };
@@ -262,7 +277,7 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
     if let Err(limited) = faces.rates.check(&principal.name) {
         gateway.metrics.count_rate_limited(limited.own);
         gateway.audit.record(&crate::audit::Entry {
-            face,
+            face: audit_face,
             principal: &principal.name,
             action: "rate_limit",
             name: &path,
@@ -274,19 +289,18 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
             }),
             ..crate::audit::Entry::default()
         });
-        return rate_limited(request, &principal.name, limited, is_openai);
+        return rate_limited(request, &principal.name, limited, face);
     }
     let body = match read_body(&mut request, limit) {
         Ok(body) => body,
-        Err(BodyError::TooLarge) => return too_large(request, limit, is_openai),
-        Err(BodyError::Io(status, message)) => {
-            return refuse_body(request, status, message, is_openai)
-        }
+        Err(BodyError::TooLarge) => return too_large(request, limit, face),
+        Err(BodyError::Io(status, message)) => return refuse_body(request, status, message, face),
     };
     match (path.as_str(), principal) {
         ("/mcp", principal) => faces.mcp.handle(request, body, &principal),
         ("/metrics", principal) => metrics(request, gateway, faces, Some(&principal)),
         (_, principal) if is_openai => faces.openai.handle(request, &body, &principal),
+        (_, principal) if is_openapi => faces.openapi.handle(request, &body, &principal),
         (_, principal) if *request.method() == Method::Get => {
             respond_json(request, 200, &gateway.status_json(&principal), &[])
         }
@@ -442,8 +456,9 @@ fn unauthorized(request: Request, gateway: &Gateway, path: &str) {
 }
 
 /// 429 with `Retry-After`, in the protocol of the face: an OpenAI `rate_limit_exceeded` error on
-/// `/v1`, a JSON-RPC error with `data.retryAfterMs` elsewhere.
-fn rate_limited(request: Request, principal: &str, limited: Limited, openai: bool) {
+/// `/v1`, `{"error": "rate_limited"}` on the OpenAPI face, a JSON-RPC error with
+/// `data.retryAfterMs` elsewhere.
+fn rate_limited(request: Request, principal: &str, limited: Limited, face: Face) {
     let millis = limited.retry_after.as_millis().max(1) as u64;
     let seconds = millis.div_ceil(1000).max(1);
     let which = if limited.own {
@@ -456,8 +471,10 @@ fn rate_limited(request: Request, principal: &str, limited: Limited, openai: boo
         "rate-limited {}: {which}",
         crate::untrusted::for_log(principal)
     );
-    let body = if openai {
+    let body = if face == Face::OpenAi {
         json!({"error": {"message": message, "type": "requests", "param": null, "code": "rate_limit_exceeded"}})
+    } else if face == Face::OpenApi {
+        openapi_face::ApiError::new(429, "rate_limited", message).body()
     } else {
         json!({"jsonrpc": "2.0", "id": null, "error": {"code": crate::jsonrpc::RATE_LIMITED, "message": message,
             "data": {"retryAfterMs": millis, "limit": if limited.own { "principal" } else { "global" }}}})
@@ -470,15 +487,18 @@ fn rate_limited(request: Request, principal: &str, limited: Limited, openai: boo
     );
 }
 
-fn too_large(request: Request, limit: usize, openai: bool) {
+fn too_large(request: Request, limit: usize, face: Face) {
     let message = format!("the request body is larger than {limit} bytes (limits.max_body_bytes)");
-    refuse_body(request, 413, message, openai);
+    refuse_body(request, 413, message, face);
 }
 
-/// A body refused before the face saw it, in the face's protocol: an OpenAI error on `/v1`, a
-/// JSON-RPC error elsewhere. The connection is closed (the rest of the body is not read).
-fn refuse_body(request: Request, status: u16, message: String, openai: bool) {
-    let body = if openai {
+/// A body refused before the face saw it, in the face's protocol: an OpenAI error on `/v1`, an
+/// OpenAPI face error, a JSON-RPC error elsewhere. The connection is closed (the rest of the body
+/// is not read).
+fn refuse_body(request: Request, status: u16, message: String, face: Face) {
+    let body = if face == Face::OpenApi {
+        openapi_face::ApiError::new(status, "invalid_body", message).body()
+    } else if face == Face::OpenAi {
         openai_face::ApiError {
             status,
             kind: "invalid_request_error",
