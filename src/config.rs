@@ -107,7 +107,7 @@ impl Default for Limits {
 /// The OpenAI face's settings (`"openai": {...}`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenAiSettings {
-    /// Browser origins allowed to call `/v1` directly ("Direct Connections"); `*` for any.
+    /// Browser origins allowed to call `/v1` and the OpenAPI face directly; `*` for any.
     pub cors_origins: Vec<String>,
     /// The OpenAI-compatible LLM the tool loop talks to (none: only the built-in model).
     pub upstream: Option<UpstreamSettings>,

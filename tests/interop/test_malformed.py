@@ -289,6 +289,23 @@ def check_openai(a: Answer) -> None:
     assert is_openai_error(json_body(a)), a.text(500)
 
 
+def check_openapi(a: Answer) -> None:
+    """The OpenAPI face: `{"error", "message"}` with a 4xx (401 with a Bearer challenge, 405 with
+    `Allow`), a 304, or a success: a document or a tool's answer (JSON, or its text)."""
+    if a.status in (204, 304):  # a CORS preflight; a document not changed
+        return
+    if a.status == 200:
+        if "text/plain" not in a.header("content-type"):
+            json_body(a)
+        return
+    body = json_body(a)
+    assert isinstance(body.get("error"), str) and isinstance(body.get("message"), str) and body["message"], body
+    if a.status == 401:
+        assert a.header("www-authenticate").startswith("Bearer"), a.headers
+    if a.status == 405:
+        assert a.header("allow"), f"405 without Allow: {a.headers}"
+
+
 def check_oauth(a: Answer) -> None:
     """The OAuth JSON endpoints: an RFC 6749 error with a 4xx, or a real registration (201)."""
     if a.status == 204:  # a CORS preflight
@@ -326,6 +343,7 @@ def check_health(a: Answer) -> None:
 CHECKS: dict[str, Callable[[Answer], None]] = {
     "mcp": check_mcp,
     "openai": check_openai,
+    "openapi": check_openapi,
     "oauth": check_oauth,
     "page": check_page,
     "4xx": check_any_4xx,
@@ -459,6 +477,7 @@ class Corpus:
             self.bad_auth,
             self.openai_broken,
             self.openai_shapes,
+            self.openapi_broken,
             self.oauth_token,
             self.oauth_register,
             self.oauth_authorize,
@@ -737,6 +756,30 @@ class Corpus:
             self.add(cat, self.chat(dumps({"model": "nope", "messages": [{"role": "user", "content": "hi"}]}), h), "openai")
         # a CORS preflight from an origin not in openai.cors_origins: refused (no body: browsers show none)
         self.add(cat, self.req("OPTIONS", "/v1/chat/completions", [("Origin", "https://evil.example"), ("Access-Control-Request-Method", "POST")]), "4xx")
+
+    # --- the OpenAPI face ---
+    def openapi_broken(self) -> None:
+        cat = "openapi: broken bodies, paths and methods"
+        h = self.auth() + [("Content-Type", "application/json")]
+        tools = {"weather__add": dumps({"a": 2, "b": 40}), "weather__forecast": dumps({"city": "Oslo"}), "weather__slow_count": dumps({"n": 1})}
+        for text in [b"", b"{", b"[]", b"null", b"5", b'"x"', b"{'a':1}", b'{"a":2,}', b"\xff\xfe{}", b'{"a":"\xc3"}', b"{}"]:
+            self.add(cat, self.req("POST", "/openapi/weather/weather__add", h, text), "openapi")
+        for _ in range(120):
+            tool = self.rng.choice(sorted(tools))
+            body = tools[tool]
+            for _ in range(self.rng.randrange(1, 4)):
+                body = mutate(self.rng, body)
+            self.add(cat, self.req("POST", f"/openapi/weather/{tool}", h, body), "openapi")
+        for method, path in [("GET", "/openapi"), ("GET", "/openapi/"), ("GET", "/openapi/weather"), ("GET", "/openapi/nope/openapi.json"),
+                             ("GET", "/openapi/weather/weather__add"), ("POST", "/openapi.json"), ("DELETE", "/openapi/weather/openapi.json"),
+                             ("POST", "/openapi/weather/weather__add/x"), ("POST", "/openapi/weather/%00"), ("POST", "/openapi/../mcp"),
+                             ("POST", "/openapi/weather/" + "x" * 3000), ("POST", "/openapi//weather__add"), ("GET", "/openapi.json?x=%ff"),
+                             ("PUT", "/openapi/weather/weather__add"), ("POST", "/openapi/gateway/weather__add"), ("GET", "/openapi/weather/openapi.json")]:
+            self.add(cat, self.req(method, path, h, b"" if method == "GET" else b"{}"), "openapi")
+        for value in ["", "Bearer", "Bearer wrong", "Basic eDp5"]:
+            self.add(cat, self.req("GET", "/openapi.json", [("Authorization", value)] if value else []), "openapi")
+        self.add(cat, self.req("GET", "/openapi.json", self.auth() + [("If-None-Match", '"x", W/"y", *')]), "openapi")
+        self.add(cat, self.req("OPTIONS", "/openapi.json", [("Origin", "https://evil.example"), ("Access-Control-Request-Method", "GET")]), "4xx")
 
     # --- OAuth ---
     def form(self, pairs: list[tuple[str, str]], raw_tail: bytes = b"") -> bytes:
@@ -1121,7 +1164,7 @@ def test_the_corpus_is_deterministic_and_covers_every_face() -> None:
     assert sum(counts.values()) >= MIN_TOTAL, counts
     assert len(counts) >= 17 and min(counts.values()) >= 15, counts
     faces = Counter(c.expect for c in first)
-    for face in ("mcp", "openai", "oauth", "page", "4xx", "any"):
+    for face in ("mcp", "openai", "openapi", "oauth", "page", "4xx", "any"):
         assert faces[face] >= 20, faces
 
 
