@@ -73,7 +73,7 @@ impl Default for AuditSettings {
 /// Whose call it is, carried with a call so the core can write its line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditContext {
-    /// `mcp` or `openai`.
+    /// `mcp`, `openai` or `openapi`.
     pub face: &'static str,
     /// The principal's name.
     pub principal: String,

@@ -62,12 +62,15 @@ pub fn document(
             "schemas": {"Error": {
                 "type": "object",
                 "properties": {
-                    "error": {"type": "string", "description": "What kind of error (unauthorized, forbidden, unknown_tool, invalid_body, invalid_arguments, confirmation_required, tool_error, rate_limited, backend_error, backend_busy, backend_timeout)"},
+                    "error": {"type": "string", "description": "What kind of error (unauthorized, forbidden, unknown_tool, invalid_body, invalid_arguments, confirmation_required, input_required, tool_error, rate_limited, backend_error, backend_busy, backend_timeout)"},
                     "message": {"type": "string", "description": "What went wrong and what to do"},
                 },
                 "required": ["error", "message"],
             }},
-            "responses": {"Error": {
+            "responses": {"Result": {
+                "description": "The tool's result: its structuredContent as JSON, else its text",
+                "content": {"application/json": {"schema": {}}, "text/plain": {"schema": {"type": "string"}}},
+            }, "Error": {
                 "description": "The tool was not run, or it reported an error",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
             }},
@@ -94,12 +97,8 @@ fn operation(server: &str, name: &str, tool: &Value) -> Value {
         "tags": [server],
         "requestBody": {"required": required, "content": {"application/json": {"schema": schema}}},
         "responses": {
-            "200": {
-                "description": "The tool's result: its structuredContent as JSON, else its text",
-                "content": {"application/json": {"schema": {}}, "text/plain": {"schema": {"type": "string"}}},
-            },
-            "4XX": {"$ref": "#/components/responses/Error"},
-            "5XX": {"$ref": "#/components/responses/Error"},
+            "200": {"$ref": "#/components/responses/Result"},
+            "default": {"$ref": "#/components/responses/Error"},
         },
     });
     if let Some(d) = description {

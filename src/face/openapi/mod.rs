@@ -23,7 +23,8 @@
 //! included; an image, audio or other item becomes a line such as `[image content (image/png)
 //! not shown]`). Errors are `{"error": <kind>, "message": <text>}`: 400 `invalid_body`, 401
 //! `unauthorized`, 403 `forbidden` (access rule), 404 `unknown_tool`, 409
-//! `confirmation_required` (a `confirm` tool: this face cannot ask the user), 422
+//! `confirmation_required` (a `confirm` tool: this face cannot ask the user), 409
+//! `input_required` (the tool asked the client for input: elicitation, sampling, roots), 422
 //! `invalid_arguments` (the tool's `inputSchema` refuses them; `violations` lists each), 400
 //! `tool_error` (the tool ran and reported an error: `isError`), 429 `rate_limited`, 502
 //! `backend_error` (down, or failed), 503 `backend_busy`, 504 `backend_timeout`.
@@ -97,6 +98,11 @@ impl ApiError {
         match error.code {
             jsonrpc::ACCESS_DENIED => ApiError::new(403, "forbidden", message),
             jsonrpc::RATE_LIMITED => ApiError::new(429, "rate_limited", message),
+            // The tool asked for the user's input (elicitation, sampling, roots), which this
+            // face cannot carry.
+            jsonrpc::METHOD_NOT_FOUND | jsonrpc::MISSING_CLIENT_CAPABILITY => {
+                ApiError::new(409, "input_required", message)
+            }
             jsonrpc::INVALID_PARAMS => ApiError {
                 violations: data.and_then(|d| d.get("violations")).cloned(),
                 ..ApiError::new(422, "invalid_arguments", message)
@@ -496,6 +502,8 @@ mod tests {
             429
         );
         assert_eq!(status(&RpcError::new(-32000, "backend's own")), 502);
+        let cannot = RpcError::new(jsonrpc::MISSING_CLIENT_CAPABILITY, "no elicitation");
+        assert_eq!(status(&cannot), 409);
         let invalid = RpcError::new(
             jsonrpc::INVALID_PARAMS,
             "invalid arguments for tool \"t\": /a: expected integer",
