@@ -306,6 +306,9 @@ def test_wrong_paths_and_methods(face):
     assert_error(face.post("/openapi/nobody/weather__add", {"a": 1, "b": 2}), 404, "unknown_tool")
     assert_error(face.get("/openapi/nobody/openapi.json"), 404, "not_found", "nobody")
     assert_error(face.get("/openapi"), 404, "not_found", "/openapi.json")
+    # A URL entered with a trailing slash, joined with a path that starts with one.
+    assert face.get("//openapi.json").headers["etag"] == face.get("/openapi.json").headers["etag"]
+    assert face.post("/openapi/weather//weather__add", {"a": 1, "b": 2}).json() == {"result": 3}
     r = face.get("/openapi/weather/weather__add")
     assert_error(r, 405, "method_not_allowed", "POST")
     assert r.headers["allow"] == "POST"

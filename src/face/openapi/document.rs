@@ -460,6 +460,34 @@ mod tests {
     }
 
     #[test]
+    fn the_seed_tools_become_flat_object_schemas() {
+        // The seed household's 231 real tool schemas (TrueNAS, ERPNext, Frappe, Home Assistant).
+        let seed: Value = serde_json::from_str(include_str!(
+            "../../../tests/schema/sources/seed-tools.json"
+        ))
+        .unwrap();
+        let tools = seed["tools"].as_array().unwrap();
+        assert_eq!(tools.len(), 231);
+        for tool in tools {
+            let schema = &tool["inputSchema"];
+            let flat = flat_body(Some(schema));
+            assert_eq!(flat["type"], "object", "{}", tool["name"]);
+            for key in ["allOf", "anyOf", "oneOf", "$ref", "$defs"] {
+                assert!(flat.get(key).is_none(), "{} has {key}", tool["name"]);
+            }
+            // Nothing to flatten in these: they pass through as they are.
+            let mut expected = schema.clone();
+            if expected.get("properties").is_none() {
+                expected["properties"] = json!({});
+            }
+            if expected["required"] == json!([]) {
+                expected.as_object_mut().unwrap().remove("required");
+            }
+            assert_eq!(flat, expected, "{}", tool["name"]);
+        }
+    }
+
+    #[test]
     fn the_document_has_one_post_per_tool() {
         let tools = [
             json!({"name": "house__set", "description": "Sets.\nMore.", "inputSchema": {"type": "object", "properties": {"on": {"type": "boolean"}}, "required": ["on"]}}),

@@ -46,16 +46,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tiny_http::{Method, Request};
 
-/// The path of the whole document.
-pub const DOCUMENT: &str = "/openapi.json";
-/// The start of every other path of this face.
-const PREFIX: &str = "/openapi/";
+/// The file name of every document.
+const DOCUMENT: &str = "openapi.json";
 /// Documents kept in memory at most (they are cleared when the catalog changes).
 const MAX_CACHED: usize = 64;
 
 /// Whether `path` (without query or trailing slash) belongs to this face.
 pub fn handles(path: &str) -> bool {
-    path == DOCUMENT || path == "/openapi" || path.starts_with(PREFIX)
+    matches!(segments(path).first(), Some(&("openapi" | DOCUMENT)))
+}
+
+/// The non-empty segments of a path: a runner that joins a URL ending in `/` with a path
+/// starting with one (`//openapi.json`) reaches the same place.
+fn segments(path: &str) -> Vec<&str> {
+    path.split('/').filter(|s| !s.is_empty()).collect()
 }
 
 /// An error answer of this face.
@@ -180,25 +184,25 @@ impl OpenApiFace {
             .trim_end_matches('/')
             .to_string();
         let method = request.method().clone();
-        let (scope, tool) = match path.strip_prefix(PREFIX).map(|p| p.split_once('/')) {
-            _ if path == DOCUMENT => (None, Some("openapi.json")),
-            Some(Some((server, rest))) if !rest.contains('/') => (Some(server), Some(rest)),
+        let (scope, tool) = match segments(&path)[..] {
+            [DOCUMENT] => (None, Some(DOCUMENT)),
+            ["openapi", server, tool] => (Some(server), Some(tool)),
             _ => (None, None),
         };
         let error = match (method, scope, tool) {
-            (Method::Get, scope, Some("openapi.json")) => {
+            (Method::Get, scope, Some(DOCUMENT)) => {
                 return self.serve_document(request, principal, scope, cors)
             }
-            (Method::Post, Some(server), Some(tool)) if tool != "openapi.json" => {
+            (Method::Post, Some(server), Some(tool)) if tool != DOCUMENT => {
                 return self.call(request, body, principal, server, tool, cors)
             }
-            (_, _, Some("openapi.json")) => ApiError::new(405, "method_not_allowed", format!("use GET {path}")),
+            (_, _, Some(DOCUMENT)) => ApiError::new(405, "method_not_allowed", format!("use GET {path}")),
             (_, Some(_), Some(_)) => ApiError::new(405, "method_not_allowed", format!("operations are called with POST {path} and the tool's arguments as a JSON object")),
             _ => ApiError::new(404, "not_found", format!("no such endpoint {path}; the OpenAPI documents are GET /openapi.json (every tool) and GET /openapi/<server>/openapi.json (one server's)")),
         };
         let mut headers = cors;
         if error.status == 405 {
-            let allow = if tool == Some("openapi.json") {
+            let allow = if tool == Some(DOCUMENT) {
                 "GET"
             } else {
                 "POST"
@@ -552,8 +556,11 @@ mod tests {
             "/openapix",
             "/",
             "/health",
+            "/x/openapi",
+            "/openapi.json.x",
         ] {
             assert!(!handles(path), "{path}");
         }
+        assert!(handles("//openapi.json") && handles("/openapi//house//openapi.json"));
     }
 }
