@@ -19,6 +19,8 @@ invalid ones (a clear 4xx, the tool not run). Open WebUI 0.12.4's own requests
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -419,6 +421,31 @@ def test_the_document_follows_the_catalog(face):
     gone = wait_for_document(face, False, dynamic)
     assert gone.headers["etag"] == before.headers["etag"]  # the same tools: the same document
     assert_error(face.post("/openapi/changing/changing__dynamic", {}), 404, "unknown_tool")
+
+
+def wait_for_servers(face: Face, url: str) -> None:
+    deadline = time.monotonic() + LIST_CHANGE_TIMEOUT
+    while face.document()["servers"] != [{"url": url}]:
+        assert time.monotonic() < deadline, f"servers never became {url}"
+        time.sleep(0.2)
+
+
+def test_servers_come_from_public_url(face):
+    """Behind a TLS proxy the documents name the public URL (Open WebUI itself ignores
+    `servers`; other OpenAPI clients use it). Set and removed by a reload (SIGHUP)."""
+    assert face.gw.proc is not None
+    public = "https://gw.example.net"
+    try:
+        edit_config(face.gw, lambda c: c.update({"public_url": public}))
+        os.kill(face.gw.proc.pid, signal.SIGHUP)
+        wait_for_servers(face, public)
+        document = face.document("/openapi/weather/openapi.json")
+        assert document["servers"] == [{"url": f"{public}/openapi/weather"}]
+        validate(document)
+    finally:
+        edit_config(face.gw, lambda c: c.pop("public_url", None))
+        os.kill(face.gw.proc.pid, signal.SIGHUP)
+    wait_for_servers(face, face.gw.base)
 
 
 # --- CORS -------------------------------------------------------------------------------------------
