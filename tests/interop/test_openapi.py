@@ -9,6 +9,7 @@ server, whole (`http://host:port`, document `/openapi.json`) or one backend at a
   rich      fixtures/rich_server.py (stdio; every content type, a 2020-12 schema, an outputSchema)
   changing  fixtures/changing_server.py (`toggle_tool` adds or removes the tool `dynamic`)
   seed      fixtures/seed_server.py (stdio; the seed household's 230 real tool schemas, prefix "")
+  shaped    fixtures/shaped_server.py (stdio; a top-level oneOf, a top-level allOf, $ref, a cycle)
 
 The documents are checked with openapi-spec-validator; every house and weather operation is called
 with a valid body (the tool runs: the house records it, weather answers the known result) and with
@@ -39,7 +40,7 @@ from test_modern_rules import start_changing
 ORIGIN = "https://chat.example.net"
 OTHER_ORIGIN = "https://elsewhere.example.com"
 CAPTURE = Path(__file__).resolve().parent / "fixtures" / "openwebui-0.12.4-openapi-requests.jsonl"
-SERVERS = ("house", "weather", "everything", "rich", "changing", "gateway")
+SERVERS = ("house", "weather", "everything", "rich", "changing", "shaped", "gateway")
 WEATHER_ANSWERS = {  # valid bodies of the weather tools and what they answer
     "weather__add": ({"a": 2, "b": 40}, {"result": 42}),
     "weather__forecast": ({"city": "Oslo"}, {"result": "Oslo: -3C, snow, wind 20 km/h"}),
@@ -84,6 +85,12 @@ def seed_stdio() -> support.Backend:
     return support.Backend("seed", None, config)
 
 
+def shaped_stdio() -> support.Backend:
+    config = {"command": sys.executable, "args": [str(support.FIXTURES / "shaped_server.py")],
+              "cwd": str(support.FIXTURES), "timeout_ms": 20000}
+    return support.Backend("shaped", None, config)
+
+
 @pytest.fixture(scope="module")
 def face(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Face]:
     workdir = tmp_path_factory.mktemp("openapi")
@@ -97,6 +104,7 @@ def face(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Face]:
         backends.append(support.rich_stdio())
         backends.append(start_changing(workdir))
         backends.append(seed_stdio())
+        backends.append(shaped_stdio())
         gw = support.Gateway(workdir, backends)
         edit_config(gw, lambda c: c.update({"openai": {"cors_origins": [ORIGIN]}}))
         gw.start()
@@ -235,6 +243,40 @@ def tools_of(face: Face) -> list[dict[str, Any]]:
 
     message = rpc(face.gw, face.gw.token, "tools/list")
     return message["result"]["tools"]
+
+
+def test_schemas_open_api_runners_choke_on_are_flattened(face):
+    ops = operations(face.document("/openapi/shaped/openapi.json"))
+    pick = body_schema(ops["shaped__pick"][1])
+    assert list(pick["properties"]) == ["limit", "id", "kind", "name"]
+    assert pick["properties"]["id"] == {"type": "string", "pattern": "^[0-9]+$"}
+    assert pick["properties"]["kind"] == {"enum": ["lamp", "door"]}
+    assert pick["required"] == ["kind"]  # the one name both alternatives require
+    assert "(id, kind) or (name, kind)" in pick["description"]
+    merge = body_schema(ops["shaped__merge"][1])
+    assert merge["properties"] == {"room": {"type": "string"}, "on": {"type": "boolean"}}
+    assert merge["required"] == ["room", "on"] and merge["type"] == "object"
+    node = body_schema(ops["shaped__tree"][1])["properties"]["node"]
+    assert node["properties"]["children"] == {"type": "array", "items": {}}  # the cycle, cut
+    # Calls are still checked against the tool's own schema: what the flattening loosened holds.
+    cases = [
+        ("shaped__pick", {"id": "12", "kind": "lamp", "limit": 2}, None),
+        ("shaped__pick", {"name": "desk", "kind": "door"}, None),
+        ("shaped__pick", {"kind": "lamp"}, "oneOf"),
+        ("shaped__pick", {"id": "12", "name": "desk", "kind": "lamp"}, "oneOf"),
+        ("shaped__pick", {"id": "x12", "kind": "lamp"}, "oneOf"),
+        ("shaped__merge", {"room": "hall", "on": True}, None),
+        ("shaped__merge", {"room": "hall"}, "on"),
+        ("shaped__tree", {"node": {"name": "a", "children": [{"name": "b", "children": [{"name": "c"}]}]}}, None),
+        ("shaped__tree", {"node": {"name": "a", "children": [{"children": []}]}}, "/node/children/0"),
+    ]
+    for name, arguments, refusal in cases:
+        r = face.post(f"/openapi/shaped/{name}", arguments)
+        if refusal is None:
+            assert r.status_code == 200, (name, arguments, r.text)
+            assert r.json() == arguments, (name, r.text)  # the tool got exactly these
+        else:
+            assert_error(r, 422, "invalid_arguments", refusal)
 
 
 # --- calls ------------------------------------------------------------------------------------------

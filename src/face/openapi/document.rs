@@ -19,6 +19,8 @@ pub const MAX_NODES: usize = 20_000;
 
 /// Keys whose values are data, not subschemas: never searched for `$ref`.
 const DATA_KEYS: &[&str] = &["const", "enum", "default", "examples", "example", "_meta"];
+/// Keys whose values map names (which may be anything, `default` included) to subschemas.
+const NAMED_KEYS: &[&str] = &["properties", "patternProperties", "dependentSchemas"];
 
 /// A tool as the document needs it: the backend it belongs to (`gateway` for ours), and its
 /// definition as clients see it.
@@ -172,10 +174,15 @@ fn inline(value: &Value, root: &Value, stack: &mut Vec<String>, budget: &mut usi
                 if matches!(key.as_str(), "$ref" | "$defs" | "definitions") {
                     continue;
                 }
-                let v = if DATA_KEYS.contains(&key.as_str()) || key.starts_with("x-") {
-                    v.clone()
-                } else {
-                    inline(v, root, stack, budget)
+                let v = match v {
+                    _ if DATA_KEYS.contains(&key.as_str()) || key.starts_with("x-") => v.clone(),
+                    Value::Object(named) if NAMED_KEYS.contains(&key.as_str()) => Value::Object(
+                        named
+                            .iter()
+                            .map(|(name, s)| (name.clone(), inline(s, root, stack, budget)))
+                            .collect(),
+                    ),
+                    _ => inline(v, root, stack, budget),
                 };
                 out.insert(key.clone(), v);
             }
@@ -226,10 +233,7 @@ fn merge_all_of(top: &mut Map<String, Value>) {
         };
         merge_all_of(&mut branch);
         if let Some(Value::Object(properties)) = branch.remove("properties") {
-            let own = properties_of(top);
-            for (name, schema) in properties {
-                own.entry(name).or_insert(schema);
-            }
+            add_properties(top, properties);
         }
         if let Some(Value::Array(names)) = branch.remove("required") {
             add_required(top, names);
@@ -272,10 +276,7 @@ fn fold_alternatives(top: &mut Map<String, Value>) {
                 if !names.is_empty() {
                     shapes.push(names.join(", "));
                 }
-                let own = properties_of(top);
-                for (name, schema) in properties {
-                    own.entry(name).or_insert(schema);
-                }
+                add_properties(top, properties);
             }
         }
         add_required(top, common.unwrap_or_default());
@@ -293,14 +294,16 @@ fn fold_alternatives(top: &mut Map<String, Value>) {
     }
 }
 
-fn properties_of(top: &mut Map<String, Value>) -> &mut Map<String, Value> {
+/// Adds `properties` to the top's own (which win).
+fn add_properties(top: &mut Map<String, Value>, properties: Map<String, Value>) {
     let slot = top.entry("properties").or_insert_with(|| json!({}));
     if !slot.is_object() {
         *slot = json!({});
     }
-    match slot {
-        Value::Object(map) => map,
-        _ => unreachable!("just made an object"),
+    if let Value::Object(own) = slot {
+        for (name, schema) in properties {
+            own.entry(name).or_insert(schema);
+        }
     }
 }
 
@@ -347,7 +350,7 @@ mod tests {
         let schema = json!({
             "$defs": {"Point": {"type": "object", "properties": {"x": {"type": "number"}}}, "Tree": {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#/$defs/Tree"}}}}},
             "type": "object",
-            "properties": {"p": {"$ref": "#/$defs/Point", "description": "where"}, "t": {"$ref": "#/$defs/Tree"}, "bad": {"$ref": "https://example.com/x"}, "e": {"enum": [{"$ref": "#/$defs/Point"}]}},
+            "properties": {"default": {"$ref": "#/$defs/Point"}, "p": {"$ref": "#/$defs/Point", "description": "where"}, "t": {"$ref": "#/$defs/Tree"}, "bad": {"$ref": "https://example.com/x"}, "e": {"enum": [{"$ref": "#/$defs/Point"}]}},
         });
         let flat = flat_body(Some(&schema));
         assert_eq!(
@@ -360,6 +363,11 @@ mod tests {
             json!({"type": "object", "properties": {"kids": {"type": "array", "items": {}}}})
         );
         assert_eq!(flat["properties"]["bad"], json!({}));
+        // A property may be called like a data keyword.
+        assert_eq!(
+            flat["properties"]["default"]["properties"]["x"],
+            json!({"type": "number"})
+        );
         assert_eq!(
             flat["properties"]["e"],
             json!({"enum": [{"$ref": "#/$defs/Point"}]})
