@@ -411,6 +411,17 @@ def test_without_a_valid_token_401(face):
     assert face.house.tool_calls("set_lights", mark) == []
 
 
+def test_over_the_request_limit_429_in_this_face(tmp_path: Path):
+    limits = {"principal_requests_per_minute": 60, "principal_burst": 2}
+    with support.running_gateway(tmp_path, [], limits=limits) as gw:
+        token = gw.create_token("fresh")  # (the harness's own token spent some of its burst)
+        answers = [httpx2.post(f"{gw.base}/openapi/gateway/gateway__status", headers=gw.auth(token), content=b"{}", timeout=10)
+                   for _ in range(3)]
+        assert [r.status_code for r in answers[:2]] == [200, 200]
+        body = assert_error(answers[2], 429, "rate_limited", "principal_requests_per_minute")
+        assert int(answers[2].headers["retry-after"]) >= 1, body
+
+
 # --- caching ----------------------------------------------------------------------------------------
 
 
