@@ -34,7 +34,7 @@ import pytest
 from openapi_spec_validator import validate
 
 import support
-from test_access import HOUSE_TOOLS, House, create_token, edit_config, listed, start_house, unique
+from test_access import HOUSE_TOOLS, House, audit_lines, create_token, edit_config, listed, start_house, unique, wait_audit
 from test_modern_rules import start_changing
 
 ORIGIN = "https://chat.example.net"
@@ -382,7 +382,8 @@ def test_content_other_than_text_is_named_and_structured_content_is_json(face):
 
 
 def test_a_forbidden_tool_is_absent_from_the_document_and_refused(face):
-    token = create_token(face.gw, unique("kids"), "--server", "house", "--deny", "*unlock*")
+    kid = unique("kids")
+    token = create_token(face.gw, kid, "--server", "house", "--deny", "*unlock*")
     ops = operations(face.document(token=token))
     assert "house__unlock" not in ops and "weather__add" not in ops
     assert HOUSE_TOOLS - {"house__unlock"} <= set(ops)
@@ -390,12 +391,17 @@ def test_a_forbidden_tool_is_absent_from_the_document_and_refused(face):
     assert set(operations(face.document("/openapi/house/openapi.json", token))) == HOUSE_TOOLS - {"house__unlock"}
     assert_error(face.get("/openapi/weather/openapi.json", token), 404, "not_found")
     mark = face.house.mark()
+    since = len(audit_lines(face.gw))
     assert_error(face.post("/openapi/house/house__unlock", {"door": "front"}, token), 403, "forbidden", "deny")
     assert face.house.tool_calls("unlock", mark) == []
+    refused = wait_audit(face.gw, since, lambda l: l.get("name") == "house__unlock" and l.get("principal") == kid)
+    assert [(l["face"], l["outcome"], l["arguments"]) for l in refused] == [("openapi", "refused", {"door": "front"})]
     assert_error(face.post("/openapi/weather/weather__add", {"a": 1, "b": 2}, token), 403, "forbidden")
     # The token's own tools run.
     r = face.post("/openapi/house/house__lights_status", {"room": "attic"}, token)
     assert r.status_code == 200 and r.json() == {"result": "The attic lights are off."}
+    ran = wait_audit(face.gw, since, lambda l: l.get("name") == "house__lights_status" and l.get("principal") == kid)
+    assert [(l["face"], l["outcome"]) for l in ran] == [("openapi", "ok")]
 
 
 def test_without_a_valid_token_401(face):
