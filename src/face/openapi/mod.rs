@@ -265,6 +265,15 @@ impl OpenApiFace {
             }
         }
         let backends = gateway.backends();
+        if let Some(s) = server {
+            let known = s == crate::config::BUILTIN_SERVER
+                || backends
+                    .iter()
+                    .any(|b| b.name() == s && principal.may_use(s));
+            if !known {
+                return None;
+            }
+        }
         let tools = gateway.list(principal, crate::catalog::ListKind::Tools);
         let server_of = |tool: &Value| -> Option<String> {
             let name = tool.get("name").and_then(Value::as_str)?;
@@ -295,13 +304,6 @@ impl OpenApiFace {
                 &operations,
             ),
             Some(s) => {
-                let known = s == crate::config::BUILTIN_SERVER
-                    || backends
-                        .iter()
-                        .any(|b| b.name() == s && principal.may_use(s));
-                if !known {
-                    return None;
-                }
                 let url = format!("{base}/openapi/{s}");
                 document::document(
                     &format!("mcp-gateway: {s}"),
