@@ -64,7 +64,7 @@ pub fn document(
             "schemas": {"Error": {
                 "type": "object",
                 "properties": {
-                    "error": {"type": "string", "description": "What kind of error (unauthorized, forbidden, unknown_tool, invalid_body, invalid_arguments, confirmation_required, input_required, tool_error, rate_limited, backend_error, backend_busy, backend_timeout)"},
+                    "error": {"type": "string", "description": "What kind of error (unauthorized, forbidden, not_found, unknown_tool, method_not_allowed, invalid_body, invalid_arguments, confirmation_required, input_required, tool_error, rate_limited, backend_error, backend_busy, backend_timeout, unavailable)"},
                     "message": {"type": "string", "description": "What went wrong and what to do"},
                 },
                 "required": ["error", "message"],

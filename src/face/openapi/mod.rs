@@ -27,7 +27,8 @@
 //! `input_required` (the tool asked the client for input: elicitation, sampling, roots), 422
 //! `invalid_arguments` (the tool's `inputSchema` refuses them; `violations` lists each), 400
 //! `tool_error` (the tool ran and reported an error: `isError`), 429 `rate_limited`, 502
-//! `backend_error` (down, or failed), 503 `backend_busy`, 504 `backend_timeout`.
+//! `backend_error` (down, or failed), 503 `backend_busy`, 504 `backend_timeout`, 503
+//! `unavailable` (the audit log refuses calls).
 //!
 //! The documents are cached per catalog and access rule (bounded), with an `ETag` answering
 //! `If-None-Match` with 304. CORS follows `openai.cors_origins`.
