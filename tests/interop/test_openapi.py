@@ -11,9 +11,9 @@ server, whole (`http://host:port`, document `/openapi.json`) or one backend at a
   seed      fixtures/seed_server.py (stdio; the seed household's 230 real tool schemas, prefix "")
   shaped    fixtures/shaped_server.py (stdio; a top-level oneOf, a top-level allOf, $ref, a cycle)
 
-The documents are checked with openapi-spec-validator; every house and weather operation is called
-with a valid body (the tool runs: the house records it, weather answers the known result) and with
-invalid ones (a clear 4xx, the tool not run). Open WebUI 0.12.4's own requests
+The documents are checked with openapi-spec-validator; every house, weather and shaped operation is
+called with valid bodies (the tool runs: the house records it, weather answers the known result,
+shaped answers the arguments it got) and with invalid ones (a clear 4xx, the tool not run). Open WebUI 0.12.4's own requests
 (fixtures/openwebui-0.12.4-openapi-requests.jsonl) are replayed against our documents.
 """
 
