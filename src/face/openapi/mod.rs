@@ -44,13 +44,15 @@ use crate::jsonrpc::{self, RpcError};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use tiny_http::{Method, Request};
 
 /// The file name of every document.
 const DOCUMENT: &str = "openapi.json";
-/// Documents kept in memory at most (they are cleared when the catalog changes).
-const MAX_CACHED: usize = 64;
+/// Documents kept in memory at most, and their bytes in all (they are cleared when the catalog
+/// changes, or when one more would not fit). A household's whole document is ~160 KB.
+const MAX_CACHED: usize = 16;
+const MAX_CACHED_BYTES: usize = 2 * 1024 * 1024;
 
 /// Whether `path` (without query or trailing slash) belongs to this face.
 pub fn handles(path: &str) -> bool {
@@ -154,8 +156,10 @@ struct Cached {
 /// The documents generated for one catalog, by scope, access rule and base URL.
 #[derive(Default)]
 struct DocCache {
-    catalog: Option<Arc<Catalog>>,
+    /// The catalog they were made from (weak: an old catalog is not kept alive for them).
+    catalog: Weak<Catalog>,
     documents: HashMap<String, Cached>,
+    bytes: usize,
 }
 
 /// The OpenAPI face and its document cache.
@@ -254,10 +258,7 @@ impl OpenApiFace {
         let key = format!("{}\n{rule}\n{base}", server.unwrap_or(""));
         {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            let current = cache
-                .catalog
-                .as_ref()
-                .is_some_and(|c| Arc::ptr_eq(c, &catalog));
+            let current = std::ptr::eq(cache.catalog.as_ptr(), Arc::as_ptr(&catalog));
             if let Some(hit) = cache.documents.get(&key).filter(|_| current) {
                 return Some(Cached {
                     etag: hit.etag.clone(),
@@ -325,21 +326,24 @@ impl OpenApiFace {
         );
         let bytes = Arc::new(bytes);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let current = cache
-            .catalog
-            .as_ref()
-            .is_some_and(|c| Arc::ptr_eq(c, &catalog));
-        if !current || cache.documents.len() >= MAX_CACHED {
+        let current = std::ptr::eq(cache.catalog.as_ptr(), Arc::as_ptr(&catalog));
+        let full =
+            cache.documents.len() >= MAX_CACHED || cache.bytes + bytes.len() > MAX_CACHED_BYTES;
+        if !current || full {
             cache.documents.clear();
-            cache.catalog = Some(Arc::clone(&catalog));
+            cache.bytes = 0;
+            cache.catalog = Arc::downgrade(&catalog);
         }
-        cache.documents.insert(
-            key,
-            Cached {
+        if bytes.len() <= MAX_CACHED_BYTES {
+            cache.bytes += bytes.len();
+            let kept = Cached {
                 etag: etag.clone(),
                 bytes: Arc::clone(&bytes),
-            },
-        );
+            };
+            if let Some(old) = cache.documents.insert(key, kept) {
+                cache.bytes -= old.bytes.len();
+            }
+        }
         Some(Cached { etag, bytes })
     }
 
