@@ -5,3 +5,4 @@ pub mod answer;
 pub mod mcp;
 pub mod oauth;
 pub mod openai;
+pub mod owner;
