@@ -213,8 +213,9 @@ impl OwnerFace {
         }
         if !same_origin(gateway, request) {
             log::warn!(
-                "owner's page: refused a form from another origin ({})",
-                crate::untrusted::for_log(request_header(request, "Origin").unwrap_or(""))
+                "owner's page: refused a form from another site (Origin {}, Sec-Fetch-Site {})",
+                crate::untrusted::for_log(request_header(request, "Origin").unwrap_or("-")),
+                crate::untrusted::for_log(request_header(request, "Sec-Fetch-Site").unwrap_or("-"))
             );
             return Answer::html(
                 403,
@@ -349,14 +350,22 @@ fn clear_cookie(gateway: &Gateway, request: &Request) -> String {
     )
 }
 
-/// A browser's form POST names its origin; it must be ours (`public_url`, the forwarded or
-/// `Host` origin). Without `Origin` (not a browser, or a very old one) the CSRF token and the
-/// `SameSite=Strict` cookie still stand.
+/// Whether a form POST comes from this gateway's own pages, as far as the browser tells: its
+/// `Sec-Fetch-Site` must be `same-origin` (or `none`: typed by the user), and its `Origin`, when
+/// it names one, must be ours (`public_url`, the forwarded or `Host` origin). Browsers send
+/// `Origin: null` for our forms (the pages' `Referrer-Policy` is `no-referrer`), and old
+/// browsers or other clients send neither header: the CSRF token and the `SameSite=Strict`
+/// cookie still stand for those.
 fn same_origin(gateway: &Gateway, request: &Request) -> bool {
-    let Some(origin) = request_header(request, "Origin") else {
-        return true;
+    if let Some(site) = request_header(request, "Sec-Fetch-Site") {
+        if !matches!(site.trim(), "same-origin" | "none") {
+            return false;
+        }
+    }
+    let origin = match request_header(request, "Origin").map(str::trim) {
+        None | Some("null") => return true,
+        Some(origin) => origin,
     };
-    let origin = origin.trim();
     if origin == crate::face::oauth::base_url(gateway, request) {
         return true;
     }
@@ -364,11 +373,18 @@ fn same_origin(gateway: &Gateway, request: &Request) -> bool {
     !host.is_empty() && (origin == format!("http://{host}") || origin == format!("https://{host}"))
 }
 
-/// One audit line for something the owner did on the page.
+/// One audit line for something done on the page: by `owner`, or, for sign-ins, by the
+/// address that tried.
 fn audit(gateway: &Gateway, action: &str, name: &str, outcome: &str, detail: Option<&str>) {
+    let principal = if action == "owner/login" {
+        name
+    } else {
+        "owner"
+    };
+    let name = if action == "owner/login" { "" } else { name };
     gateway.audit.record(&crate::audit::Entry {
         face: "owner",
-        principal: "owner",
+        principal,
         action,
         name,
         outcome,

@@ -188,17 +188,76 @@ pub fn sparkline(per_minute: &[Option<f64>]) -> String {
             }
             None => {
                 if run == 1 {
-                    d.push_str("h.1");
+                    d.push_str("h1");
                 }
                 run = 0;
             }
         }
     }
     if run == 1 {
-        d.push_str("h.1");
+        d.push_str("h1");
     }
-    format!("<svg class=\"spark\" width=\"120\" height=\"24\" viewBox=\"0 0 120 24\" role=\"img\" aria-label=\"median latency per minute, last hour\"><path d=\"{d}\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"1.6\" stroke-linecap=\"round\" stroke-linejoin=\"round\"/></svg>")
+    format!("<svg class=\"spark\" width=\"120\" height=\"24\" viewBox=\"0 0 120 24\" role=\"img\" aria-label=\"median latency per minute, last hour\"><path d=\"{d}\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"2\" stroke-linecap=\"round\" stroke-linejoin=\"round\"/></svg>")
 }
+
+/// `row` with each `<td` labelled by `labels` in turn (`data-label`, shown before the cell when
+/// a narrow screen stacks the cells of a row). Untrusted text in `row` is escaped, so every
+/// `<td` in it is ours.
+fn labelled(row: &str, labels: &[&str]) -> String {
+    let mut parts = row.split("<td");
+    let mut out = parts.next().unwrap_or("").to_string();
+    for (i, part) in parts.enumerate() {
+        match labels.get(i).filter(|l| !l.is_empty()) {
+            Some(label) => {
+                let _ = write!(out, "<td data-label=\"{label}\"{part}");
+            }
+            None => {
+                let _ = write!(out, "<td{part}");
+            }
+        }
+    }
+    out
+}
+
+/// A table's head row with `labels`, in a `cards` table (rows stack on a narrow screen).
+fn table_head(labels: &[&str]) -> String {
+    let mut out = String::from("<div class=\"scroll\"><table class=\"cards\"><tr>");
+    for label in labels {
+        let _ = write!(out, "<th>{label}</th>");
+    }
+    out.push_str("</tr>");
+    out
+}
+
+const BACKEND_COLUMNS: &[&str] = &[
+    "Backend",
+    "State",
+    "Transport",
+    "Protocol",
+    "Tools",
+    "Median, last hour",
+    "Calls",
+    "Errors",
+    "Last error",
+];
+const ACTIVITY_COLUMNS: &[&str] = &[
+    "Time (UTC)",
+    "Principal",
+    "Action",
+    "Server",
+    "Name",
+    "Outcome",
+    "Duration",
+];
+const TOKEN_COLUMNS: &[&str] = &["Name", "Created", "Last used", "Access", ""];
+const OAUTH_COLUMNS: &[&str] = &[
+    "Client",
+    "Redirects to",
+    "Grant: servers",
+    "Approved",
+    "Last use",
+    "",
+];
 
 fn csrf_field(csrf: &str) -> String {
     format!(
@@ -287,7 +346,7 @@ fn backends(html: &mut String, d: &Dashboard) {
         html.push_str("<p class=\"muted\">No backends are configured: add them under <code>mcpServers</code> in the config.</p></section>");
         return;
     }
-    html.push_str("<div class=\"scroll\"><table><tr><th>Backend</th><th>State</th><th>Transport</th><th>Protocol</th><th>Tools</th><th>Median, last hour</th><th>Calls</th><th>Errors</th><th>Last error</th></tr>");
+    html.push_str(&table_head(BACKEND_COLUMNS));
     for b in &d.backends {
         let state_class = match b.state.as_str() {
             "up" | "down" | "starting" | "disabled" => b.state.as_str(),
@@ -295,15 +354,16 @@ fn backends(html: &mut String, d: &Dashboard) {
         };
         let median = match b.latency.median_ms {
             Some(ms) => format!(
-                "≈{} <span class=\"muted\">({} calls)</span><br>{}",
+                "≈{} <span class=\"muted\">({} call{})</span><br>{}",
                 millis(ms),
                 b.latency.calls,
+                if b.latency.calls == 1 { "" } else { "s" },
                 sparkline(&b.latency.per_minute)
             ),
             None => "<span class=\"muted\">no calls</span>".to_string(),
         };
-        let _ = write!(
-            html,
+        html.push_str(&labelled(
+            &format!(
             "<tr><td><b>{name}</b></td><td class=\"{state_class}\">{state}</td><td>{transport}</td><td>{protocol}</td><td>{tools}</td><td>{median}</td><td>{calls}</td><td>{failures}</td><td class=\"err\">{error}</td></tr>",
             name = esc(&b.name),
             state = esc(&b.state),
@@ -313,7 +373,9 @@ fn backends(html: &mut String, d: &Dashboard) {
             calls = b.calls,
             failures = b.failures,
             error = esc(&b.last_error),
-        );
+        ),
+        BACKEND_COLUMNS,
+        ));
     }
     html.push_str("</table></div></section>");
 }
@@ -321,7 +383,7 @@ fn backends(html: &mut String, d: &Dashboard) {
 fn activity(html: &mut String, d: &Dashboard) {
     let _ = write!(
         html,
-        "<section id=\"activity\"><h2>Recent activity</h2><form method=\"get\" action=\"/#activity\"><label>Principal <input type=\"text\" name=\"principal\" value=\"{p}\" size=\"12\"></label><label>Server <input type=\"text\" name=\"server\" value=\"{s}\" size=\"10\"></label><button type=\"submit\">Filter</button> <a href=\"/#activity\">All</a></form>",
+        "<section id=\"activity\"><h2>Recent activity</h2><form method=\"get\" action=\"/#activity\" class=\"filter\"><label>Principal <input type=\"text\" name=\"principal\" value=\"{p}\" size=\"12\"></label><label>Server <input type=\"text\" name=\"server\" value=\"{s}\" size=\"10\"></label><button type=\"submit\">Filter</button> <a href=\"/#activity\">All</a></form>",
         p = esc(&d.filter.principal),
         s = esc(&d.filter.server),
     );
@@ -333,7 +395,7 @@ fn activity(html: &mut String, d: &Dashboard) {
             html.push_str("<p class=\"muted\">Nothing yet.</p>");
         }
         Ok(rows) => {
-            html.push_str("<div class=\"scroll\"><table><tr><th>Time (UTC)</th><th>Principal</th><th>Action</th><th>Server</th><th>Name</th><th>Outcome</th><th>Duration</th></tr>");
+            html.push_str(&table_head(ACTIVITY_COLUMNS));
             for r in rows {
                 let outcome_class = match r.outcome.as_str() {
                     "ok" | "error" | "refused" => r.outcome.as_str(),
@@ -345,8 +407,8 @@ fn activity(html: &mut String, d: &Dashboard) {
                     format!("<br><span class=\"err\">{}</span>", esc(&r.detail))
                 };
                 let took = r.duration_ms.map(millis).unwrap_or_default();
-                let _ = write!(
-                    html,
+                html.push_str(&labelled(
+                    &format!(
                     "<tr><td>{time}</td><td>{principal}</td><td>{action}</td><td>{server}</td><td>{name}</td><td class=\"{outcome_class}\">{outcome}{detail}</td><td>{took}</td></tr>",
                     time = esc(&r.time),
                     principal = esc(&r.principal),
@@ -354,7 +416,9 @@ fn activity(html: &mut String, d: &Dashboard) {
                     server = esc(&r.server),
                     name = esc(&r.name),
                     outcome = esc(&r.outcome),
-                );
+                ),
+                ACTIVITY_COLUMNS,
+                ));
             }
             html.push_str("</table></div>");
         }
@@ -378,17 +442,19 @@ fn tokens(html: &mut String, d: &Dashboard) {
         }
         Ok(rows) if rows.is_empty() => html.push_str("<p class=\"muted\">No tokens.</p>"),
         Ok(rows) => {
-            html.push_str("<div class=\"scroll\"><table><tr><th>Name</th><th>Created</th><th>Last used</th><th>Access</th><th></th></tr>");
+            html.push_str(&table_head(TOKEN_COLUMNS));
             for t in rows {
-                let _ = write!(
-                    html,
+                html.push_str(&labelled(
+                    &format!(
                     "<tr><td><b>{name}</b></td><td>{created}</td><td>{used}</td><td>{access}</td><td><form method=\"post\" action=\"/owner/tokens/revoke\" class=\"inline\" data-confirm=\"Revoke the token {name}? Clients using it are refused at once.\">{csrf}<input type=\"hidden\" name=\"name\" value=\"{name}\"><button type=\"submit\" class=\"danger\">Revoke</button></form></td></tr>",
                     name = esc(&t.name),
                     created = when(Some(t.created)),
                     used = when(t.last_used),
                     access = esc(&t.access),
                     csrf = csrf_field(&d.csrf),
-                );
+                ),
+                TOKEN_COLUMNS,
+                ));
             }
             html.push_str("</table></div>");
         }
@@ -429,7 +495,7 @@ fn oauth(html: &mut String, d: &Dashboard) {
         }
         Ok(clients) if clients.is_empty() => html.push_str("<p class=\"muted\">No OAuth clients (Claude.ai and other apps appear here once they sign in).</p>"),
         Ok(clients) => {
-            html.push_str("<div class=\"scroll\"><table><tr><th>Client</th><th>Redirects to</th><th>Grant: servers</th><th>Approved</th><th>Last use</th><th></th></tr>");
+            html.push_str(&table_head(OAUTH_COLUMNS));
             for c in clients {
                 let hosts = c
                     .redirect_hosts
@@ -444,16 +510,18 @@ fn oauth(html: &mut String, d: &Dashboard) {
                     csrf = csrf_field(&d.csrf),
                 );
                 if c.grants.is_empty() {
-                    let _ = write!(
-                        html,
+                    html.push_str(&labelled(
+                        &format!(
                         "<tr><td><b>{name}</b></td><td>{hosts}</td><td class=\"muted\">no grant</td><td>{created}</td><td></td><td>{forget}</td></tr>",
                         name = esc(&c.name),
                         created = when(Some(c.created)),
-                    );
+                    ),
+                    OAUTH_COLUMNS,
+                    ));
                 }
                 for g in &c.grants {
-                    let _ = write!(
-                        html,
+                    html.push_str(&labelled(
+                        &format!(
                         "<tr><td><b>{name}</b></td><td>{hosts}</td><td>{servers}</td><td>{created}</td><td>{used}</td><td><form method=\"post\" action=\"/owner/oauth/revoke\" class=\"inline\" data-confirm=\"Revoke this grant of {name}?\">{csrf}<input type=\"hidden\" name=\"id\" value=\"{id}\"><button type=\"submit\" class=\"danger\">Revoke</button></form> {forget}</td></tr>",
                         name = esc(&c.name),
                         servers = esc(&g.servers),
@@ -461,7 +529,9 @@ fn oauth(html: &mut String, d: &Dashboard) {
                         used = when(g.last_used),
                         csrf = csrf_field(&d.csrf),
                         id = esc(&g.id),
-                    );
+                    ),
+                    OAUTH_COLUMNS,
+                    ));
                 }
             }
             html.push_str("</table></div>");
@@ -608,12 +678,26 @@ mod tests {
             .unwrap_or("");
         assert_eq!(d.matches('M').count(), 2, "{d}");
         assert_eq!(d.matches('L').count(), 1, "{d}");
-        assert!(d.ends_with("h.1"), "a lone minute is a dot: {d}");
+        assert!(d.ends_with("h1"), "a lone minute is a dot: {d}");
         assert!(
             d.starts_with("M0.0,12.0"),
             "half the largest, half-way up: {d}"
         );
         assert!(d.contains(",2.0"), "the largest at the top: {d}");
+    }
+
+    #[test]
+    fn cells_are_labelled_for_narrow_screens() {
+        assert_eq!(
+            labelled("<tr><td>a</td><td class=\"x\">&lt;td</td><td>c</td></tr>", &["A", "B", ""]),
+            "<tr><td data-label=\"A\">a</td><td data-label=\"B\" class=\"x\">&lt;td</td><td>c</td></tr>"
+        );
+        let html = dashboard(&hostile_dashboard());
+        assert_eq!(
+            html.matches("<td").count(),
+            html.matches("<td data-label=").count() + 2,
+            "every cell but the two of buttons is labelled"
+        );
     }
 
     #[test]
