@@ -348,14 +348,7 @@ fn oauth(mut request: Request, gateway: &Gateway, faces: &Faces, path: &str) {
 fn owner(mut request: Request, gateway: &Gateway, faces: &Faces, path: &str) {
     let limit = owner_face::MAX_BODY_BYTES;
     let refuse = |request, status: u16, message: &str| {
-        let body = crate::face::owner::page::message("Refused", message);
-        crate::http_util::respond_bytes(
-            request,
-            status,
-            body.into_bytes(),
-            "text/html; charset=utf-8",
-            &[],
-        );
+        owner_face::respond_message(request, status, "Refused", message)
     };
     if request.body_length().is_some_and(|n| n > limit) {
         return refuse(request, 413, "The form is too large.");

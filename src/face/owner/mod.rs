@@ -125,6 +125,12 @@ fn respond(request: Request, answer: Answer) {
     }
 }
 
+/// A short page (`status`, a title and a message) with the page's security headers, for
+/// refusals made before the page's own handler runs (a body too large, the workers busy).
+pub fn respond_message(request: Request, status: u16, title: &str, text: &str) {
+    respond(request, Answer::html(status, page::message(title, text)));
+}
+
 /// The request's form or query fields.
 struct Form(Vec<(String, String)>);
 
