@@ -461,6 +461,9 @@ def test_the_owner_runs_the_gateway_from_a_real_browser(gw: support.Gateway) -> 
             page.goto(f"{gw.base}/")
             assert page.locator("#backends tr", has_text="weather").locator("svg.spark").count() == 1
             run.screenshot("dashboard")
+            # The README's picture (docs/owner-page.png is a copy): the top of the page.
+            page.set_viewport_size({"width": 960, "height": 600})
+            run.screenshot("overview", full_page=False)
 
             # On a phone: nothing wider than the screen.
             page.set_viewport_size({"width": 390, "height": 844})

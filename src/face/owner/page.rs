@@ -197,7 +197,7 @@ pub fn sparkline(per_minute: &[Option<f64>]) -> String {
     if run == 1 {
         d.push_str("h1");
     }
-    format!("<svg class=\"spark\" width=\"120\" height=\"24\" viewBox=\"0 0 120 24\" role=\"img\" aria-label=\"median latency per minute, last hour\"><path d=\"{d}\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"2\" stroke-linecap=\"round\" stroke-linejoin=\"round\"/></svg>")
+    format!("<svg class=\"spark\" width=\"120\" height=\"24\" viewBox=\"0 0 120 24\" role=\"img\" aria-label=\"median latency per minute, last hour\"><path d=\"M0,23.5H120\" stroke=\"#ccc\"/><path d=\"{d}\" fill=\"none\" stroke=\"currentColor\" stroke-width=\"2\" stroke-linecap=\"round\" stroke-linejoin=\"round\"/></svg>")
 }
 
 /// `row` with each `<td` labelled by `labels` in turn (`data-label`, shown before the cell when
@@ -236,7 +236,7 @@ const BACKEND_COLUMNS: &[&str] = &[
     "Protocol",
     "Tools",
     "Median, last hour",
-    "Calls",
+    "Calls since start",
     "Errors",
     "Last error",
 ];
@@ -673,7 +673,7 @@ mod tests {
         assert!(line.starts_with("<svg") && line.ends_with("</svg>"));
         let d = line
             .split("d=\"")
-            .nth(1)
+            .nth(2)
             .and_then(|s| s.split('"').next())
             .unwrap_or("");
         assert_eq!(d.matches('M').count(), 2, "{d}");
