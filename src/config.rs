@@ -1596,6 +1596,26 @@ mod tests {
     }
 
     #[test]
+    fn the_owner_section_is_read_and_checked() {
+        let config = parse(r#"{"mcpServers": {}}"#).expect("valid");
+        assert_eq!(config.owner, crate::face::owner::OwnerSettings::default());
+        let config = parse(
+            r#"{"owner": {"enabled": false, "session_idle_secs": 60, "session_max_secs": 3600}}"#,
+        )
+        .expect("valid");
+        assert!(!config.owner.enabled);
+        assert_eq!(config.owner.session_idle, Duration::from_secs(60));
+        assert_eq!(config.owner.session_max, Duration::from_secs(3600));
+        let found = problems(r#"{"owner": {"session_idle_secs": 0, "sesion_max_secs": 5}}"#);
+        let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["$.owner.sesion_max_secs", "$.owner.session_idle_secs"]
+        );
+        assert!(found[0].hint.contains("session_max_secs"), "{}", found[0]);
+    }
+
+    #[test]
     fn the_metrics_section_is_read_and_checked() {
         let config = parse(r#"{"mcpServers": {}}"#).expect("valid");
         assert_eq!(config.metrics, crate::metrics::MetricsSettings::default());
