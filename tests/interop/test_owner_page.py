@@ -229,6 +229,8 @@ def test_forms_without_their_csrf_token_or_from_another_origin_are_refused(gw: s
     done = post_form(gw, cookie, "/owner/tokens", {"name": "with-csrf", "server": "weather", "csrf_token": csrf}, Origin=gw.base)
     assert done.status_code == 303, done.text[:500]
     assert "with-csrf" in token_names(gw)
+    listed = [line for line in gw.cli("token", "list").stdout.splitlines() if line.startswith("with-csrf ")]
+    assert len(listed) == 1 and "weather" in listed[0] and "offline" not in listed[0], listed  # only the server ticked
     gw.revoke_token("with-csrf")
 
 
@@ -275,11 +277,18 @@ def test_unknown_owner_paths_and_methods(gw: support.Gateway) -> None:
 def test_over_https_the_cookie_is_secure_and_sessions_expire(tmp_path: Path) -> None:
     owner = {"session_idle_secs": 2, "session_max_secs": 5}
     with lone_gateway(tmp_path, public_url="https://gateway.example.test", owner=owner) as gw:
+        # Through the TLS proxy (the request names public_url's host): Secure.
         with http() as client:
-            answer = sign_in(gw, client)
+            answer = client.post(f"{gw.base}/owner/login", data={"password": support.OWNER_PASSWORD}, headers={"Host": "gateway.example.test"})
         cookie = session_cookie(answer)
-        assert "; secure" in answer.headers["set-cookie"].lower(), answer.headers["set-cookie"]
-        assert "max-age=5" in answer.headers["set-cookie"].lower(), answer.headers["set-cookie"]
+        attributes = [a.strip().lower() for a in answer.headers["set-cookie"].split(";")[1:]]
+        assert "secure" in attributes and "httponly" in attributes and "samesite=strict" in attributes, attributes
+        assert "max-age=5" in attributes, attributes
+        # On the LAN over plain http (http://127.0.0.1:port/): not Secure, or no browser keeps it.
+        with http() as client:
+            lan = sign_in(gw, client)
+        session_cookie(lan)
+        assert "secure" not in lan.headers["set-cookie"].lower(), lan.headers["set-cookie"]
         assert is_dashboard(dashboard(gw, cookie))
         # Idle for longer than session_idle_secs: gone.
         time.sleep(2.5)
@@ -294,6 +303,17 @@ def test_over_https_the_cookie_is_secure_and_sessions_expire(tmp_path: Path) -> 
             time.sleep(0.4)
         assert seen[0] is True and seen[-1] is False, seen
         assert seen == sorted(seen, reverse=True), f"once ended it stays ended: {seen}"
+
+
+def test_behind_a_trusted_proxy_x_forwarded_proto_decides_secure(tmp_path: Path) -> None:
+    with lone_gateway(tmp_path, oauth={"allow_registration": True, "trust_forwarded_headers": True}) as gw:
+        set_cookies = []
+        for proto in ("https", "http"):
+            with http() as client:
+                answer = client.post(f"{gw.base}/owner/login", data={"password": support.OWNER_PASSWORD}, headers={"X-Forwarded-Proto": proto})
+            session_cookie(answer)
+            set_cookies.append(answer.headers["set-cookie"].lower())
+        assert "; secure" in set_cookies[0] and "secure" not in set_cookies[1], set_cookies
 
 
 def test_without_an_owner_password_the_page_says_how_to_set_one(tmp_path: Path) -> None:

@@ -327,10 +327,23 @@ impl OwnerFace {
     }
 }
 
-/// Whether the request reached us over https: `public_url` says so, or a trusted proxy's
-/// `X-Forwarded-Proto` (the same rule as every OAuth URL, see `face::oauth::base_url`).
+/// Whether the request reached us over https, so that the cookie can be `Secure`: a trusted
+/// proxy's `X-Forwarded-Proto` says so (`oauth.trust_forwarded_headers`), or `public_url` is
+/// `https://` and the request names its host (it came through the TLS proxy or tunnel). The
+/// owner who opens `http://nas:8080/` on the LAN gets a cookie without `Secure` (a browser would
+/// drop a `Secure` cookie over plain http, and that connection is in clear anyway).
 fn over_https(gateway: &Gateway, request: &Request) -> bool {
-    crate::face::oauth::base_url(gateway, request).starts_with("https://")
+    let config = gateway.config();
+    if config.oauth.trust_forwarded_headers {
+        if let Some(proto) = request_header(request, "X-Forwarded-Proto") {
+            return proto.split(',').next().unwrap_or("").trim() == "https";
+        }
+    }
+    let Some(public) = config.public_url.as_deref() else {
+        return false;
+    };
+    let host = request_header(request, "Host").map_or("", str::trim);
+    public.starts_with("https://") && (host.is_empty() || host_of(public) == host_of(host))
 }
 
 fn session_cookie(gateway: &Gateway, request: &Request, value: &str, life: Lifetimes) -> String {
@@ -424,15 +437,14 @@ fn create_token(gateway: &Gateway, form: &Form) -> Flash {
     if profile.is_none() && !all.is_empty() && chosen.is_empty() {
         return Flash::Problem("Tick at least one server for the new token.".to_string());
     }
-    let access = AccessRule {
-        servers: (chosen.len() != all.len()).then_some(chosen),
-        read_only: !form.get("read_only").is_empty(),
-        ..AccessRule::everything()
-    };
-    let access = if profile.is_some() {
-        AccessRule::everything()
-    } else {
-        access
+    // A profile's rule is read from the config at each request (as `token create --profile`).
+    let access = match &profile {
+        Some(_) => AccessRule::everything(),
+        None => AccessRule {
+            servers: (chosen.len() != all.len()).then_some(chosen),
+            read_only: !form.get("read_only").is_empty(),
+            ..AccessRule::everything()
+        },
     };
     match crate::tokens::create_with_access(&config.state_dir, name, access, profile) {
         Ok(token) => {
@@ -475,7 +487,8 @@ fn revoke_oauth(gateway: &Gateway, id: &str) -> Flash {
     }
 }
 
-/// The host of a URL (for "redirects to"), without scheme, user info, port or path.
+/// The host of a URL or a `Host` header (for "redirects to", and to compare hosts), without
+/// scheme, user info, port or path, in lower case.
 fn host_of(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
@@ -487,7 +500,7 @@ fn host_of(url: &str) -> String {
             .map(|h| format!("{h}]"))
             .unwrap_or_default();
     }
-    host.split(':').next().unwrap_or("").to_string()
+    host.split(':').next().unwrap_or("").to_ascii_lowercase()
 }
 
 /// Gathers what the dashboard shows: `/status`'s data, the audit log's tail, the stores.
@@ -643,6 +656,7 @@ mod tests {
         assert_eq!(host_of("http://127.0.0.1:3333/cb"), "127.0.0.1");
         assert_eq!(host_of("http://[::1]:80/x"), "[::1]");
         assert_eq!(host_of("https://u@h.example:8443?x"), "h.example");
+        assert_eq!(host_of("GW.example.net:443"), "gw.example.net");
     }
 
     #[test]
