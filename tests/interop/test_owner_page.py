@@ -254,6 +254,7 @@ def test_the_page_is_small_and_never_shows_a_token_or_a_hash(gw: support.Gateway
         cookie = session_cookie(sign_in(gw, client))
     page = dashboard(gw, cookie)
     assert is_dashboard(page)
+    print(f"\nthe owner's page: {len(page.content)} bytes")
     assert len(page.content) < PAGE_LIMIT, len(page.content)
     hidden = secrets_on_disk(gw) | {gw.token}
     assert len(hidden) >= 4, hidden
