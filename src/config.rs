@@ -48,6 +48,8 @@ pub struct Config {
     pub confirm_fallback: crate::policy::confirm::Fallback,
     /// `/metrics`: on or off, and who may read it.
     pub metrics: crate::metrics::MetricsSettings,
+    /// The owner's page at `/`: on or off, and how long a sign-in lasts.
+    pub owner: crate::face::owner::OwnerSettings,
     /// Where the config came from, for messages.
     pub source: Option<PathBuf>,
 }
@@ -322,6 +324,7 @@ impl Config {
             profiles: BTreeMap::new(),
             confirm_fallback: crate::policy::confirm::Fallback::Refuse,
             metrics: crate::metrics::MetricsSettings::default(),
+            owner: crate::face::owner::OwnerSettings::default(),
             source: None,
         }
     }
@@ -526,7 +529,9 @@ const AUDIT_KEYS: &[&str] = &[
     "on_failure",
 ];
 const METRICS_KEYS: &[&str] = &["enabled", "public", "tokens"];
+const OWNER_KEYS: &[&str] = &["enabled", "session_idle_secs", "session_max_secs"];
 const TOP_KEYS: &[&str] = &[
+    "owner",
     "audit",
     "profiles",
     "confirm_fallback",
@@ -858,6 +863,15 @@ impl Checker {
                 "write {\"enabled\": true, \"public\": false}",
             ),
         }
+        match top.get("owner") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(owner)) => self.owner(owner, &mut config.owner),
+            Some(other) => self.problem(
+                "$.owner",
+                format!("expected an object, found {}", kind(other)),
+                "write {\"enabled\": true, \"session_idle_secs\": 43200}",
+            ),
+        }
         match top.get("oauth") {
             None | Some(Value::Null) => {}
             Some(Value::Object(oauth)) => self.oauth(oauth, &mut config.oauth),
@@ -1121,6 +1135,20 @@ impl Checker {
                     "list static tokens by the names `mcp-gateway token list` shows (letters, digits, '.', '_', '-')",
                 );
             }
+        }
+    }
+
+    fn owner(&mut self, map: &Map<String, Value>, owner: &mut crate::face::owner::OwnerSettings) {
+        let path = "$.owner";
+        self.unknown_keys(map, path, OWNER_KEYS);
+        if let Some(v) = self.boolean(map, path, "enabled") {
+            owner.enabled = v;
+        }
+        if let Some(v) = self.number(map, path, "session_idle_secs", 1, 86_400 * 30) {
+            owner.session_idle = Duration::from_secs(v);
+        }
+        if let Some(v) = self.number(map, path, "session_max_secs", 1, 86_400 * 30) {
+            owner.session_max = Duration::from_secs(v);
         }
     }
 
@@ -1565,6 +1593,26 @@ mod tests {
             .find(|p| p.path == "$.mcpServers.d.prefx")
             .expect("typo reported");
         assert!(typo.hint.contains("\"prefix\""), "{typo}");
+    }
+
+    #[test]
+    fn the_owner_section_is_read_and_checked() {
+        let config = parse(r#"{"mcpServers": {}}"#).expect("valid");
+        assert_eq!(config.owner, crate::face::owner::OwnerSettings::default());
+        let config = parse(
+            r#"{"owner": {"enabled": false, "session_idle_secs": 60, "session_max_secs": 3600}}"#,
+        )
+        .expect("valid");
+        assert!(!config.owner.enabled);
+        assert_eq!(config.owner.session_idle, Duration::from_secs(60));
+        assert_eq!(config.owner.session_max, Duration::from_secs(3600));
+        let found = problems(r#"{"owner": {"session_idle_secs": 0, "sesion_max_secs": 5}}"#);
+        let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["$.owner.sesion_max_secs", "$.owner.session_idle_secs"]
+        );
+        assert!(found[0].hint.contains("session_max_secs"), "{}", found[0]);
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod face;
 pub mod gateway;
 pub mod http_util;
 pub mod jsonrpc;
+pub mod latency;
 pub mod link;
 pub mod llm;
 pub mod logging;

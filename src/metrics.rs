@@ -246,6 +246,8 @@ pub struct Metrics {
     duration_cap: usize,
     rate_limited: [AtomicU64; 2],
     auth_failures: AtomicU64,
+    /// The last hour of call durations per backend, for the owner's page.
+    pub latency: crate::latency::History,
 }
 
 impl Default for Metrics {
@@ -265,6 +267,7 @@ impl Metrics {
             duration_cap: MAX_SERIES,
             rate_limited: [AtomicU64::new(0), AtomicU64::new(0)],
             auth_failures: AtomicU64::new(0),
+            latency: crate::latency::History::new(),
         }
     }
 
@@ -293,6 +296,7 @@ impl Metrics {
         let tool = tool_label(action, server, name, catalog);
         self.calls.add(&[action, server, tool, outcome]);
         if let Some(duration) = duration {
+            self.latency.record(server, duration);
             let mut durations = self.durations.lock().unwrap_or_else(|e| e.into_inner());
             let key = if durations.contains_key(server) || durations.len() < self.duration_cap {
                 server

@@ -6,6 +6,7 @@ use crate::face::mcp::McpFace;
 use crate::face::oauth as oauth_face;
 use crate::face::openai::{self as openai_face, OpenAiFace};
 use crate::face::openapi::{self as openapi_face, OpenApiFace};
+use crate::face::owner::{self as owner_face, OwnerFace};
 use crate::gateway::{Gateway, Principal};
 use crate::http_util::{request_header, respond_json};
 use crate::metrics::Face;
@@ -51,6 +52,8 @@ struct Faces {
     oauth_max: usize,
     /// Requests per principal and in all (`limits.*_requests_per_minute`).
     rates: RateLimits,
+    /// The owner's page at `/` and its sessions.
+    owner: OwnerFace,
 }
 
 /// A bound, running HTTP server.
@@ -83,6 +86,7 @@ impl HttpServer {
                 gateway.config().limits.principal_rate,
                 gateway.config().limits.global_rate,
             ),
+            owner: OwnerFace::new(),
         });
         let mut workers = Vec::new();
         for n in 0..gateway.config().workers {
@@ -138,6 +142,8 @@ fn server_options(gateway: &Gateway) -> ServerOptions {
             let path = path_of(url).trim_end_matches('/');
             let limit = if oauth_face::handles(path) {
                 oauth_face::body_limit(path)
+            } else if owner_face::handles(path) {
+                owner_face::MAX_BODY_BYTES
             } else {
                 max_body
             };
@@ -216,6 +222,9 @@ fn route(mut request: Request, gateway: &Gateway, faces: &Faces) {
     }
     if path == "/metrics" && settings.public {
         return metrics(request, gateway, faces, None);
+    }
+    if config.owner.enabled && owner_face::handles(&path) {
+        return owner(request, gateway, faces, &path);
     }
     if !is_oauth
         && !is_openai
@@ -345,6 +354,31 @@ fn oauth(mut request: Request, gateway: &Gateway, faces: &Faces, path: &str) {
             format!("the request body is larger than {limit} bytes, the most this endpoint takes"),
         ),
         Err(BodyError::Io(status, message)) => refuse(request, status, message),
+    }
+}
+
+/// The owner's page: no token needed, so small bodies only, and its POSTs (a password check is
+/// slow) share the OAuth face's half of the workers.
+fn owner(mut request: Request, gateway: &Gateway, faces: &Faces, path: &str) {
+    let limit = owner_face::MAX_BODY_BYTES;
+    let refuse = |request, status: u16, message: &str| {
+        owner_face::respond_message(request, status, "Refused", message)
+    };
+    if request.body_length().is_some_and(|n| n > limit) {
+        return refuse(request, 413, "The form is too large.");
+    }
+    let _busy = if *request.method() == Method::Post {
+        match crate::oauth::limits::Slot::take(&faces.oauth_busy, faces.oauth_max) {
+            Some(slot) => Some(slot),
+            None => return refuse(request, 503, "The gateway is busy; try again in a moment."),
+        }
+    } else {
+        None
+    };
+    match read_body(&mut request, limit) {
+        Ok(body) => faces.owner.handle(gateway, request, path, &body),
+        Err(BodyError::TooLarge) => refuse(request, 413, "The form is too large."),
+        Err(BodyError::Io(status, message)) => refuse(request, status, &message),
     }
 }
 

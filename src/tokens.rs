@@ -332,6 +332,16 @@ impl TokenStore {
         found
     }
 
+    /// Last use of each token by name (seconds since the epoch), as this process knows it
+    /// (newer than `token-usage.json` between flushes).
+    pub fn last_used(&self) -> BTreeMap<String, u64> {
+        self.usage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
     /// Writes last-use times if they changed since the last flush.
     pub fn flush_usage(&self) {
         let snapshot = {

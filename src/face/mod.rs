@@ -6,3 +6,4 @@ pub mod mcp;
 pub mod oauth;
 pub mod openai;
 pub mod openapi;
+pub mod owner;

@@ -310,6 +310,9 @@ pub struct OAuthServer {
     /// When each client metadata document was last fetched.
     documents_fetched: Mutex<HashMap<String, Instant>>,
     fetches_in_flight: AtomicUsize,
+    /// When each grant's access token was last accepted (seconds since the epoch), in memory
+    /// only: for the owner's page.
+    grants_used: Mutex<HashMap<String, u64>>,
 }
 
 /// A refresh that just happened: the pair it gave, and until when asking again gets it again.
@@ -392,6 +395,7 @@ impl OAuthServer {
             recent_refreshes: Mutex::new(HashMap::new()),
             documents_fetched: Mutex::new(HashMap::new()),
             fetches_in_flight: AtomicUsize::new(0),
+            grants_used: Mutex::new(HashMap::new()),
         };
         server.with_state(|_| Ok(((), false)))?;
         Ok(server)
@@ -1161,6 +1165,12 @@ impl OAuthServer {
                         .find(|c| c.client_id == g.client_id)
                         .map(|c| c.name.clone())
                         .unwrap_or_else(|| g.client_id.clone());
+                    let mut used = self.grants_used.lock().unwrap_or_else(|e| e.into_inner());
+                    if used.len() >= MAX_CLIENTS * 4 {
+                        used.clear();
+                    }
+                    used.insert(g.id.clone(), now);
+                    drop(used);
                     OAuthPrincipal {
                         client_name,
                         grant_id: g.id,
@@ -1172,6 +1182,14 @@ impl OAuthServer {
         })
         .ok()
         .flatten()
+    }
+
+    /// When each grant was last used by this process (grant id to seconds since the epoch).
+    pub fn grants_last_used(&self) -> HashMap<String, u64> {
+        self.grants_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Clients and grants, for `oauth list`.

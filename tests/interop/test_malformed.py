@@ -332,6 +332,17 @@ def check_page(a: Answer) -> None:
     assert 400 <= a.status < 500
 
 
+def check_owner(a: Answer) -> None:
+    """The owner's page (`/`, `/owner/...`): the sign-in page (never the signed-in page: no case
+    has a session), or a 4xx HTML page; every answer with the page's security headers."""
+    assert "text/html" in a.header("content-type"), a.headers
+    assert a.header("x-frame-options") == "DENY" and a.header("content-security-policy").startswith("default-src 'none'"), a.headers
+    if a.status == 200:
+        assert b"mcp-gateway" in a.body and b"/owner/logout" not in a.body, a.text(500)
+        return
+    assert 400 <= a.status < 500, a.status
+
+
 def check_any_4xx(a: Answer) -> None:
     assert 400 <= a.status < 500, a.status
 
@@ -346,6 +357,7 @@ CHECKS: dict[str, Callable[[Answer], None]] = {
     "openapi": check_openapi,
     "oauth": check_oauth,
     "page": check_page,
+    "owner": check_owner,
     "4xx": check_any_4xx,
     "health": check_health,
 }
@@ -482,6 +494,7 @@ class Corpus:
             self.oauth_register,
             self.oauth_authorize,
             self.oauth_other,
+            self.owner_page,
             self.other_paths,
             self.http_framing,
             self.invalid_utf8_head,
@@ -886,6 +899,25 @@ class Corpus:
             self.add(cat, self.req("POST", path, [("Content-Type", "application/x-www-form-urlencoded")], b"a=b"), "oauth")
         self.add(cat, self.req("OPTIONS", "/oauth/token", [("Origin", "https://x.example")]), "oauth")
 
+    # --- the owner's page ---
+    def owner_page(self) -> None:
+        cat = "owner's page"
+        form = [("Content-Type", "application/x-www-form-urlencoded")]
+        for query in ["", "?principal=%ff%fe&server=%3Cscript%3E", "?principal=" + "x" * 5000, "?&&=&%zz", "?server=a&server=b"]:
+            self.add(cat, self.req("GET", "/" + query), "owner")
+        for cookie in ["mgw_owner=", "mgw_owner=" + "0" * 64, "mgw_owner=%ff; mgw_owner=x", ";;;=;", "mgw_owner=" + "a" * 4000]:
+            self.add(cat, self.req("GET", "/", [("Cookie", cookie)]), "owner")
+            self.add(cat, self.req("POST", "/owner/tokens", form + [("Cookie", cookie)], b"csrf_token=" + b"0" * 64 + b"&name=x"), "owner")
+        for path in ["/owner/tokens", "/owner/tokens/revoke", "/owner/oauth/revoke", "/owner/logout"]:
+            for body in [b"", b"csrf_token=&name=x&id=y", b"csrf_token=%ff%fe&name=%00", b"&&&%zz"]:
+                self.add(cat, self.req("POST", path, form, body), "owner")
+        for body in [b"password=wrong", b"password=%ff%fe%00", b"%zz&password"]:
+            self.add(cat, self.req("POST", "/owner/login", form + [("Origin", "http://evil.example")], body), "owner")
+        self.add(cat, self.req("POST", "/owner/login", form, b"password=" + b"x" * 20000), "owner")
+        for method in ["GET", "PUT", "DELETE", "PATCH"]:
+            for path in ["/owner/login", "/owner/x", "/owner", "/owner/" + "x" * 3000]:
+                self.add(cat, self.req(method, path, form, b"a=b" if method != "GET" else b""), "owner")
+
     # --- everything else ---
     def other_paths(self) -> None:
         cat = "unknown paths and odd targets"
@@ -896,6 +928,8 @@ class Corpus:
             for method in ["GET", "POST"]:
                 h = self.auth() + [("Content-Type", "application/json")]
                 expect = "mcp" if path in ("/mcp#frag", "/mcp/", "/mcp?%ff=%fe") else "4xx"
+                if path == "/" or path.startswith("/?"):
+                    expect = "owner"  # the owner's page: its sign-in page, or 405 for a POST
                 self.add(cat, self.req(method, path, h, b"{}" if method == "POST" else b""), expect)
         for method in ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS"]:
             self.add(cat, self.req(method, "/health", [], b"{}" if method != "GET" and method != "HEAD" else b""), "health" if method != "HEAD" else "any")
