@@ -550,7 +550,7 @@ fn connect(html: &mut String, d: &Dashboard) {
 <h3>Claude Desktop (config file)</h3><p>In <code>claude_desktop_config.json</code>, with a token:</p><pre>{{\"mcpServers\": {{\"gateway\": {{\"command\": \"npx\", \"args\": [\"mcp-remote\", \"{base}/mcp\", \"--header\", \"Authorization: Bearer YOUR_TOKEN\"]}}}}}}</pre>\
 <h3>Open WebUI</h3><ul><li><b>OpenAI connection</b> (models with our tools): Admin Settings → Connections → OpenAI API → add: URL <code>{base}/v1</code>, key: a token.</li>\
 <li><b>MCP tool server</b>: Admin Settings → External Tools → add, type MCP (Streamable HTTP): URL <code>{base}/mcp</code>, auth Bearer, key: a token.</li>\
-<li><b>OpenAPI tool server</b>: the same, type OpenAPI: URL <code>{base}</code>, OpenAPI spec <code>openapi.json</code> (that is <code>{base}/openapi.json</code>), auth Bearer, key: a token.</li></ul>\
+<li><b>OpenAPI tool server</b>: the same, type OpenAPI: URL <code>{base}</code>, OpenAPI spec <code>openapi.json</code> (that is <code>{base}/openapi.json</code>), auth Bearer, key: a token. One server only (to switch servers on and off per chat): URL <code>{base}/openapi/SERVER</code>.</li></ul>\
 <h3>Any MCP client</h3><p>Streamable HTTP at <code>{base}/mcp</code> with the header <code>Authorization: Bearer YOUR_TOKEN</code>.</p></section>",
         proxy = if https { "" } else { " (set <code>public_url</code> in the config to the address clients use)" },
         claude_note = if https {
