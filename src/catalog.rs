@@ -129,6 +129,8 @@ pub struct Catalog {
     template_routes: Vec<(String, usize)>,
     /// Names dropped because an earlier backend had them.
     pub clashes: Vec<String>,
+    /// The search index of `tools` (same order), built with the catalog.
+    pub search: crate::search::Index,
 }
 
 impl Catalog {
@@ -184,7 +186,13 @@ impl Catalog {
         catalog
             .template_routes
             .sort_by_key(|r| std::cmp::Reverse(r.0.len()));
+        catalog.search = crate::search::Index::build(&catalog.tools);
         catalog
+    }
+
+    /// The backend of each tool of `tools`, same order (`None`: the gateway's own).
+    pub fn tool_owners(&self) -> &[Option<usize>] {
+        &self.owners[ListKind::Tools.index()]
     }
 
     /// Adds tool or prompt `def` of backend `index` under its exposed name, unless it is not

@@ -39,6 +39,8 @@ ACCESS (for token create and token access; none: the token may reach everything)
     --deny GLOB     never tools and prompts whose names match (wins over --allow)
     --read-only     only tools marked read-only
     --profile NAME  the rule of the config's profile NAME instead (alone)
+    --tool-view V   token create: full (every tool, the default) or search (tools/list shows
+                    only gateway__search_tools, gateway__call_tool and the pinned tools)
 
 ENVIRONMENT:
     MCP_GATEWAY_CONFIG   config file path when --config is not given
@@ -143,6 +145,8 @@ pub struct TokenAccess {
     pub rule: crate::policy::AccessRule,
     /// `--profile`.
     pub profile: Option<String>,
+    /// `--tool-view` (token create only).
+    pub tool_view: Option<crate::tool_view::ToolView>,
 }
 
 /// Parses arguments (without the program name). `env_config` is `$MCP_GATEWAY_CONFIG`.
@@ -195,6 +199,13 @@ pub fn parse(args: &[String], env_config: Option<String>) -> Result<Command, Str
             "--profile" => {
                 access.profile = Some(value("--profile needs a profile name from the config")?)
             }
+            "--tool-view" => {
+                let text = value("--tool-view needs full or search")?;
+                access.tool_view =
+                    Some(crate::tool_view::ToolView::parse(&text).ok_or_else(|| {
+                        format!("--tool-view takes full or search, not \"{text}\"")
+                    })?);
+            }
             f if f.starts_with('-') => return Err(format!("unknown option {f}")),
             _ => positional.push(arg.as_str()),
         }
@@ -203,7 +214,7 @@ pub fn parse(args: &[String], env_config: Option<String>) -> Result<Command, Str
     if !servers.is_empty() {
         access.rule.servers = Some(servers);
     }
-    let has_access = access != TokenAccess::default();
+    let has_access = !access.rule.is_everything() || access.profile.is_some();
     if access.profile.is_some() && !access.rule.is_everything() {
         return Err("--profile stands alone: the profile's rule replaces --server, --allow, --deny and --read-only".to_string());
     }
@@ -215,6 +226,9 @@ pub fn parse(args: &[String], env_config: Option<String>) -> Result<Command, Str
         }
     };
     token_access(positional.as_slice())?;
+    if access.tool_view.is_some() && !matches!(positional.as_slice(), ["token", "create", _]) {
+        return Err("--tool-view applies to token create only (to change a token's view, revoke it and create it again)".to_string());
+    }
     let reject_listen = |cmd: &str| {
         if listen.is_some() {
             Err(format!("--listen does not apply to {cmd}"))
@@ -346,14 +360,16 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
         } => with_access(
             config,
             access,
-            |c, access, shown| match tokens::create_with_access(
+            |c, access, shown| match tokens::create_with_view(
                 &c.state_dir,
                 &name,
                 access.rule,
                 access.profile,
+                access.tool_view.unwrap_or_default(),
             ) {
                 Ok(token) => {
-                    println!("Created token \"{name}\" with access: {shown} (state in {}). It is shown only this once; store it now:", c.state_dir.display());
+                    let view = access.tool_view.unwrap_or_default().as_str();
+                    println!("Created token \"{name}\" with access: {shown}, tool view: {view} (state in {}). It is shown only this once; store it now:", c.state_dir.display());
                     println!("{token}");
                     0
                 }
@@ -403,6 +419,11 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
                             format_time(record.created),
                             used.map(format_time).unwrap_or_else(|| "never".into()),
                             record.describe_access()
+                                + if record.tool_view.is_full() {
+                                    ""
+                                } else {
+                                    " tool-view=search"
+                                }
                         );
                     }
                     0
@@ -785,6 +806,18 @@ mod tests {
                 config: Some("x.json".into())
             })
         );
+        let Ok(Command::TokenCreate { access, .. }) =
+            parse(&args("token create phone --tool-view search"), None)
+        else {
+            panic!("token create --tool-view did not parse");
+        };
+        assert_eq!(access.tool_view, Some(crate::tool_view::ToolView::Search));
+        assert!(
+            matches!(parse(&args("token create x --tool-view tiny"), None), Err(e) if e.contains("full or search"))
+        );
+        assert!(
+            matches!(parse(&args("token access x --tool-view search"), None), Err(e) if e.contains("token create only"))
+        );
         let Ok(Command::TokenCreate { access, .. }) = parse(
             &args("token create kids --server house --allow house__* --deny=*unlock* --read-only"),
             None,
@@ -801,7 +834,8 @@ mod tests {
                 name: "kids".into(),
                 access: TokenAccess {
                     rule: crate::policy::AccessRule::everything(),
-                    profile: Some("kids".into())
+                    profile: Some("kids".into()),
+                    tool_view: None,
                 },
                 config: None
             })

@@ -50,6 +50,8 @@ pub struct Config {
     pub metrics: crate::metrics::MetricsSettings,
     /// The owner's page at `/`: on or off, and how long a sign-in lasts.
     pub owner: crate::face::owner::OwnerSettings,
+    /// Tool search and the `search` tool view (`"tool_search": {...}`).
+    pub tool_search: ToolSearchSettings,
     /// Where the config came from, for messages.
     pub source: Option<PathBuf>,
 }
@@ -123,6 +125,17 @@ pub struct OpenAiSettings {
     pub tools: Vec<String>,
     /// Stream a short line per executed tool call.
     pub show_tool_calls: bool,
+    /// Which tools are offered to the model: all, the search meta-tools, or `auto`.
+    pub tool_view: crate::tool_view::OpenAiView,
+    /// `auto`'s budget for tool definitions, in tokens estimated as JSON bytes / 4.
+    pub max_tool_tokens: usize,
+}
+
+/// Tool search settings (`"tool_search": {...}`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolSearchSettings {
+    /// Globs of tool names (as clients see them) listed as usual in the `search` view.
+    pub pinned: Vec<String>,
 }
 
 impl Default for OpenAiSettings {
@@ -135,6 +148,8 @@ impl Default for OpenAiSettings {
             max_tool_result_chars: 20_000,
             tools: Vec::new(),
             show_tool_calls: false,
+            tool_view: crate::tool_view::OpenAiView::Full,
+            max_tool_tokens: 4000,
         }
     }
 }
@@ -325,6 +340,7 @@ impl Config {
             confirm_fallback: crate::policy::confirm::Fallback::Refuse,
             metrics: crate::metrics::MetricsSettings::default(),
             owner: crate::face::owner::OwnerSettings::default(),
+            tool_search: ToolSearchSettings::default(),
             source: None,
         }
     }
@@ -509,6 +525,7 @@ const OAUTH_KEYS: &[&str] = &[
     "code_ttl_secs",
     "trust_forwarded_headers",
     "refresh_grace_secs",
+    "tool_view",
 ];
 const OPENAI_KEYS: &[&str] = &[
     "cors_origins",
@@ -518,6 +535,8 @@ const OPENAI_KEYS: &[&str] = &[
     "max_tool_result_chars",
     "tools",
     "show_tool_calls",
+    "tool_view",
+    "max_tool_tokens",
 ];
 const UPSTREAM_KEYS: &[&str] = &["base_url", "api_key", "models", "timeout_ms"];
 const AUDIT_KEYS: &[&str] = &[
@@ -530,8 +549,10 @@ const AUDIT_KEYS: &[&str] = &[
 ];
 const METRICS_KEYS: &[&str] = &["enabled", "public", "tokens"];
 const OWNER_KEYS: &[&str] = &["enabled", "session_idle_secs", "session_max_secs"];
+const TOOL_SEARCH_KEYS: &[&str] = &["pinned"];
 const TOP_KEYS: &[&str] = &[
     "owner",
+    "tool_search",
     "audit",
     "profiles",
     "confirm_fallback",
@@ -872,6 +893,18 @@ impl Checker {
                 "write {\"enabled\": true, \"session_idle_secs\": 43200}",
             ),
         }
+        match top.get("tool_search") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(search)) => {
+                self.unknown_keys(search, "$.tool_search", TOOL_SEARCH_KEYS);
+                config.tool_search.pinned = self.string_list(search, "$.tool_search", "pinned");
+            }
+            Some(other) => self.problem(
+                "$.tool_search",
+                format!("expected an object, found {}", kind(other)),
+                "write {\"pinned\": [\"homeassistant__HassTurn*\"]}",
+            ),
+        }
         match top.get("oauth") {
             None | Some(Value::Null) => {}
             Some(Value::Object(oauth)) => self.oauth(oauth, &mut config.oauth),
@@ -1024,6 +1057,19 @@ impl Checker {
         if let Some(v) = self.number(map, path, "max_tool_result_chars", 100, 10_000_000) {
             openai.max_tool_result_chars = v as usize;
         }
+        if let Some(v) = self.number(map, path, "max_tool_tokens", 100, 10_000_000) {
+            openai.max_tool_tokens = v as usize;
+        }
+        if let Some(text) = self.string(map, path, "tool_view") {
+            match crate::tool_view::OpenAiView::parse(&text) {
+                Some(view) => openai.tool_view = view,
+                None => self.problem(
+                    "$.openai.tool_view",
+                    format!("\"{text}\" is not a tool view"),
+                    "use \"full\" (every tool), \"search\" (the search and call meta-tools) or \"auto\" (every tool while they fit in max_tool_tokens)",
+                ),
+            }
+        }
         match map.get("system_prompt") {
             None | Some(Value::Null) => {}
             Some(Value::String(text)) => openai.system_prompt = Some(text.clone()),
@@ -1172,6 +1218,16 @@ impl Checker {
         }
         if let Some(v) = self.number(map, path, "refresh_grace_secs", 0, 60) {
             oauth.refresh_grace = Duration::from_secs(v);
+        }
+        if let Some(text) = self.string(map, path, "tool_view") {
+            match crate::tool_view::ToolView::parse(&text) {
+                Some(view) => oauth.tool_view = view,
+                None => self.problem(
+                    "$.oauth.tool_view",
+                    format!("\"{text}\" is not a tool view"),
+                    "use \"full\" (every tool) or \"search\" (the search and call meta-tools)",
+                ),
+            }
         }
     }
 

@@ -13,6 +13,7 @@ use crate::policy::cache::{self, ResultCache};
 use crate::policy::confirm::{self, Fallback, Verdict};
 use crate::policy::AccessRule;
 use crate::tokens::TokenStore;
+use crate::tool_view::{self, ToolView};
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Instant;
@@ -30,6 +31,8 @@ pub struct Principal {
     pub name: String,
     /// Its access rule.
     pub rule: AccessRule,
+    /// What its `tools/list` shows (`full` unless its token or grant says `search`).
+    pub tool_view: ToolView,
 }
 
 impl Principal {
@@ -38,6 +41,15 @@ impl Principal {
         Principal {
             name: name.into(),
             rule: AccessRule::everything(),
+            tool_view: ToolView::Full,
+        }
+    }
+
+    /// The same principal with another tool view.
+    pub fn with_view(&self, tool_view: ToolView) -> Principal {
+        Principal {
+            tool_view,
+            ..self.clone()
         }
     }
 
@@ -518,6 +530,9 @@ impl Gateway {
     /// The entries of list `kind` that `principal`'s access rule lets it see: the same rule
     /// that guards its calls.
     pub fn list(&self, principal: &Principal, kind: ListKind) -> Vec<Value> {
+        if let Some(listing) = self.search_listing(principal, kind) {
+            return listing;
+        }
         let view = self.view();
         Gateway::visible(&view, principal, kind)
             .into_iter()
@@ -533,13 +548,67 @@ impl Gateway {
         cursor: Option<&str>,
         page_size: usize,
     ) -> Result<(Vec<Value>, Option<String>), String> {
+        if let Some(listing) = self.search_listing(principal, kind) {
+            let entries: Vec<&Value> = listing.iter().collect();
+            return crate::catalog::page(&entries, cursor, page_size);
+        }
         let view = self.view();
         crate::catalog::page(&Gateway::visible(&view, principal, kind), cursor, page_size)
     }
 
     /// How many entries [`Gateway::list`] has for `principal`, without copying them.
     pub fn list_len(&self, principal: &Principal, kind: ListKind) -> usize {
+        if let Some(listing) = self.search_listing(principal, kind) {
+            return listing.len();
+        }
         Gateway::visible(&self.view(), principal, kind).len()
+    }
+
+    /// The tools list of a principal whose view is `search` (else `None`): the meta-tools and
+    /// the pinned tools it may use.
+    fn search_listing(&self, principal: &Principal, kind: ListKind) -> Option<Vec<Value>> {
+        if kind != ListKind::Tools || principal.tool_view != ToolView::Search {
+            return None;
+        }
+        let view = self.view();
+        let tools = Gateway::visible(&view, principal, kind);
+        Some(tool_view::search_listing(
+            &tools,
+            &self.config().tool_search.pinned,
+        ))
+    }
+
+    /// The tools `principal` may use that best match `query`, best first, as a search answer
+    /// shows them (name, description, input schema); `server` keeps only names starting with
+    /// `<server>__`. A tool the principal may not use is never found.
+    pub fn search_tools(
+        &self,
+        principal: &Principal,
+        query: &str,
+        server: Option<&str>,
+        limit: usize,
+    ) -> Vec<Value> {
+        let view = self.view();
+        let catalog = &view.catalog;
+        let owners = catalog.tool_owners();
+        let everything = principal.rule.is_everything();
+        let hits = catalog.search.search(query, limit, &|i| {
+            let (Some(tool), Some(owner)) = (catalog.tools.get(i), owners.get(i)) else {
+                return false;
+            };
+            let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
+            let in_server = match server {
+                None => true,
+                Some(s) => name
+                    .strip_prefix(s)
+                    .is_some_and(|rest| rest.starts_with("__")),
+            };
+            in_server && (everything || tool_permitted(&view, &principal.rule, *owner, name))
+        });
+        hits.iter()
+            .filter_map(|hit| catalog.tools.get(hit.index))
+            .map(tool_view::found_entry)
+            .collect()
     }
 
     fn visible<'a>(view: &'a View, principal: &Principal, kind: ListKind) -> Vec<&'a Value> {
@@ -558,9 +627,7 @@ impl Gateway {
             };
             let name = item.get("name").and_then(Value::as_str).unwrap_or("");
             match kind {
-                ListKind::Tools => rule
-                    .check_tool(server, name, catalog.is_read_only(name))
-                    .is_ok(),
+                ListKind::Tools => tool_permitted(view, rule, owner, name),
                 ListKind::Prompts => rule.check_name(server, name).is_ok(),
                 ListKind::Resources | ListKind::Templates => {
                     server.map(|s| rule.permits_server(s)).unwrap_or(true)
@@ -588,6 +655,9 @@ impl Gateway {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        if tool_view::is_meta(&name) {
+            return self.call_meta_tool(principal, &name, params, options, link);
+        }
         let view = self.view();
         let catalog = &view.catalog;
         let route = catalog.tool(&name).filter(|route| match route {
@@ -706,6 +776,41 @@ impl Gateway {
                 self.cache.put(key, result, ttl);
             }
         }
+        outcome
+    }
+
+    /// Runs a meta-tool of the `search` view (any principal may call them; what they find or
+    /// run is held to its access rule): a search is audited as the gateway's own tool; a call
+    /// through `gateway__call_tool` takes the whole policy path under the inner tool's name.
+    fn call_meta_tool(
+        &self,
+        principal: &Principal,
+        name: &str,
+        params: Map<String, Value>,
+        options: CallOptions,
+        link: &mut dyn ClientLink,
+    ) -> Result<Value, RpcError> {
+        let call = Audited::tool("gateway", name, &params);
+        if name == tool_view::CALL_TOOL {
+            return match tool_view::inner_call(&params) {
+                Ok(inner) => self.call_tool_params(principal, inner, options, link),
+                Err(error) => {
+                    self.audit_refusal(options.audit.as_ref(), &call, &error);
+                    Err(error)
+                }
+            };
+        }
+        let started = Instant::now();
+        let outcome = tool_view::search_request(params.get("arguments")).map(|asked| {
+            let found = self.search_tools(
+                principal,
+                &asked.query,
+                asked.server.as_deref(),
+                asked.limit,
+            );
+            tool_view::search_result(found)
+        });
+        self.audit_outcome(options.audit.as_ref(), &call, started, &outcome);
         outcome
     }
 
@@ -976,10 +1081,16 @@ impl Gateway {
         } else {
             Vec::new()
         };
+        let listing = |tool_view: ToolView| {
+            let tools = self.list(&principal.with_view(tool_view), ListKind::Tools);
+            json!({"tools": tools.len(), "bytes": tool_view::listing_bytes(&tools)})
+        };
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_secs": self.started.elapsed().as_secs(),
             "tools": count(ListKind::Tools),
+            "tool_view": principal.tool_view.as_str(),
+            "tool_listing": {"full": listing(ToolView::Full), "search": listing(ToolView::Search)},
             "resources": count(ListKind::Resources),
             "prompts": count(ListKind::Prompts),
             "clashes": clashes,
@@ -992,6 +1103,19 @@ impl Gateway {
             "backends": backends,
         })
     }
+}
+
+/// Whether `rule` lets its principal use the tool `name` of backend `owner` (`None`: ours).
+fn tool_permitted(view: &View, rule: &AccessRule, owner: Option<usize>, name: &str) -> bool {
+    let server = match owner {
+        Some(index) => match view.backends.get(index) {
+            Some(backend) => Some(backend.name()),
+            None => return false,
+        },
+        None => None,
+    };
+    rule.check_tool(server, name, view.catalog.is_read_only(name))
+        .is_ok()
 }
 
 /// Stops a backend a reload replaced or removed once its calls in flight have ended (or after
@@ -1025,7 +1149,12 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     check("state_dir", old.state_dir != new.state_dir);
     check("workers", old.workers != new.workers);
     check("audit", old.audit != new.audit);
-    check("oauth", old.oauth != new.oauth);
+    // (`oauth.tool_view` is read at each request.)
+    let oauth_view = crate::oauth::OAuthSettings {
+        tool_view: new.oauth.tool_view,
+        ..old.oauth.clone()
+    };
+    check("oauth", oauth_view != new.oauth);
     check(
         "openai.upstream",
         old.openai.upstream != new.openai.upstream,

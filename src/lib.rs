@@ -10,6 +10,7 @@
 //! - [`face`]: the protocols clients speak (the MCP face at `/mcp`).
 //! - [`gateway`]: the core the faces call.
 //! - [`catalog`]: the aggregated, namespaced view of all backends.
+//! - [`search`] and [`tool_view`]: tool search over the catalog, and the small `search` view.
 //! - [`backend`]: one MCP client per configured server, over stdio, HTTP+SSE or Streamable HTTP.
 //! - [`service`]: the PID file, `reload` and `healthcheck`; [`resilient`]: background threads that outlive a panic.
 //! - [`tokens`] and [`store`]: bearer tokens, kept hashed in the state folder.
@@ -39,9 +40,11 @@ pub mod oauth;
 pub mod outbound;
 pub mod policy;
 pub mod resilient;
+pub mod search;
 pub mod server;
 pub mod service;
 pub mod sse;
 pub mod store;
 pub mod tokens;
+pub mod tool_view;
 pub mod untrusted;

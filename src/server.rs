@@ -575,6 +575,7 @@ fn authenticate(request: &Request, gateway: &Gateway) -> Option<Principal> {
         return Some(Principal {
             name: record.name,
             rule,
+            tool_view: record.tool_view,
         });
     }
     let resource = oauth_face::resource_url(&oauth_face::base_url(gateway, request));
@@ -588,5 +589,6 @@ fn authenticate(request: &Request, gateway: &Gateway) -> Option<Principal> {
                 read_only: p.read_only,
                 ..AccessRule::everything()
             },
+            tool_view: gateway.config().oauth.tool_view,
         })
 }

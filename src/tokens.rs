@@ -7,6 +7,7 @@
 
 use crate::policy::AccessRule;
 use crate::store;
+use crate::tool_view::ToolView;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -35,6 +36,9 @@ pub struct TokenRecord {
     /// profile changes every token that names it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// What its `tools/list` shows (absent: `full`, every tool).
+    #[serde(default, skip_serializing_if = "ToolView::is_full")]
+    pub tool_view: ToolView,
 }
 
 impl TokenRecord {
@@ -169,6 +173,17 @@ pub fn create_with_access(
     access: AccessRule,
     profile: Option<String>,
 ) -> Result<String, TokenError> {
+    create_with_view(state_dir, name, access, profile, ToolView::Full)
+}
+
+/// Like [`create_with_access`], with the token's tool view.
+pub fn create_with_view(
+    state_dir: &Path,
+    name: &str,
+    access: AccessRule,
+    profile: Option<String>,
+    tool_view: ToolView,
+) -> Result<String, TokenError> {
     if !valid_name(name) {
         return Err(TokenError::BadName(name.to_string()));
     }
@@ -186,6 +201,7 @@ pub fn create_with_access(
         created: now_secs(),
         access,
         profile,
+        tool_view,
     });
     write_file(&path, &file)?;
     Ok(token)
@@ -462,6 +478,34 @@ mod tests {
                 "servers=house deny=*unlock* read-only",
                 "profile=kids"
             ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_tool_view_is_stored_only_when_not_full() {
+        let dir = temp_dir("view");
+        let full = create(&dir, "desk").expect("create");
+        let small = create_with_view(
+            &dir,
+            "phone",
+            AccessRule::everything(),
+            None,
+            ToolView::Search,
+        )
+        .expect("create");
+        let on_disk = std::fs::read_to_string(dir.join(TOKENS_FILE)).expect("file");
+        // Records without a view read as before (older files load unchanged).
+        assert_eq!(on_disk.matches("\"tool_view\"").count(), 1, "{on_disk}");
+        assert!(on_disk.contains("\"tool_view\": \"search\""), "{on_disk}");
+        let store = TokenStore::open(&dir).expect("open");
+        assert_eq!(
+            store.verify_record(&full).map(|r| r.tool_view),
+            Some(ToolView::Full)
+        );
+        assert_eq!(
+            store.verify_record(&small).map(|r| r.tool_view),
+            Some(ToolView::Search)
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -13,7 +13,7 @@ use crate::gateway::{Gateway, Principal};
 use crate::http_util::{lazy_stream, request_header, respond_empty, respond_json, SseStream};
 use crate::llm::{LlmError, ToolCall, ToolCallAssembler, Upstream};
 use serde_json::{json, Map, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -261,7 +261,8 @@ impl OpenAiFace {
             Err(e) => return respond_json(request, e.status, &e.body(), &cors),
         };
         if chat.model == BUILTIN_MODEL {
-            return builtin_chat(&self.gateway, request, chat, principal, cors);
+            let principal = principal.with_view(crate::tool_view::ToolView::Full);
+            return builtin_chat(&self.gateway, request, chat, &principal, cors);
         }
         let (base_model, plain) = match chat.model.strip_prefix(PLAIN_PREFIX) {
             Some(base) => (base.to_string(), true),
@@ -617,6 +618,18 @@ fn as_parameters(schema: Option<&Value>) -> Value {
     schema
 }
 
+/// A tool definition as an OpenAI function.
+fn as_function(tool: &Value) -> Option<Value> {
+    let name = tool.get("name")?.as_str()?;
+    let description = tool
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    Some(
+        json!({"type": "function", "function": {"name": name, "description": description, "parameters": as_parameters(tool.get("inputSchema"))}}),
+    )
+}
+
 /// Where the answer goes: collected for one JSON reply, or streamed as chunks (the stream is
 /// opened at the first thing to send, so an upstream that fails at once still gets a plain
 /// HTTP error).
@@ -822,21 +835,78 @@ struct Round {
 }
 
 impl ToolLoop<'_> {
-    /// Our tools this principal may use and `openai.tools` offers, in OpenAI form.
-    fn offered_tools(&self) -> Vec<Value> {
+    /// Our tools this principal may use and `openai.tools` offers, in OpenAI form, as the tool
+    /// view says (`openai.tool_view`; `full` gives a `search` token the search view): all of
+    /// them; the meta-tools and the pinned ones; or with `auto`, all while they fit in
+    /// `max_tool_tokens`, else the meta-tools, the pinned ones and the best ones for the user's
+    /// last message (at most 20) within the budget.
+    fn offered_tools(&self, messages: &[Value]) -> Vec<Value> {
+        use crate::tool_view::{self as tv, OpenAiView, ToolView};
         let globs = &self.settings.tools;
-        self.gateway
-            .list(self.principal, ListKind::Tools)
+        let full = self.principal.with_view(ToolView::Full);
+        let all: Vec<Value> = self
+            .gateway
+            .list(&full, ListKind::Tools)
             .into_iter()
-            .filter_map(|tool| {
-                let name = tool.get("name")?.as_str()?.to_string();
-                if !globs.is_empty() && !globs.iter().any(|g| crate::catalog::glob_match(g, &name)) {
-                    return None;
-                }
-                let description = tool.get("description").and_then(Value::as_str).unwrap_or("");
-                Some(json!({"type": "function", "function": {"name": name, "description": description, "parameters": as_parameters(tool.get("inputSchema"))}}))
+            .filter(|tool| {
+                let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
+                globs.is_empty() || globs.iter().any(|g| crate::catalog::glob_match(g, name))
             })
-            .collect()
+            .collect();
+        let view = match self.settings.tool_view {
+            OpenAiView::Full if self.principal.tool_view == ToolView::Search => OpenAiView::Search,
+            view => view,
+        };
+        let functions = |tools: &[Value]| tools.iter().filter_map(as_function).collect::<Vec<_>>();
+        if view == OpenAiView::Full {
+            return functions(&all);
+        }
+        let everything = functions(&all);
+        let budget = self.settings.max_tool_tokens;
+        if view == OpenAiView::Auto && tv::estimate_tokens(tv::listing_bytes(&everything)) <= budget
+        {
+            return everything;
+        }
+        let refs: Vec<&Value> = all.iter().collect();
+        let mut chosen = functions(&tv::search_listing(
+            &refs,
+            &self.gateway.config().tool_search.pinned,
+        ));
+        if view == OpenAiView::Search {
+            return chosen;
+        }
+        let query = messages
+            .iter()
+            .rev()
+            .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+            .map(message_text)
+            .unwrap_or_default();
+        let by_name: HashMap<&str, &Value> = everything
+            .iter()
+            .filter_map(|f| Some((f.pointer("/function/name")?.as_str()?, f)))
+            .collect();
+        let mut bytes = tv::listing_bytes(&chosen);
+        let mut added = 0;
+        for found in self.gateway.search_tools(&full, &query, None, all.len()) {
+            let name = found.get("name").and_then(Value::as_str).unwrap_or("");
+            let Some(function) = by_name.get(name) else {
+                continue;
+            };
+            let taken = chosen
+                .iter()
+                .any(|c| c.pointer("/function/name") == Some(&json!(name)));
+            let size = tv::listing_bytes(std::slice::from_ref(*function));
+            if taken || tv::estimate_tokens(bytes + size) > budget {
+                continue;
+            }
+            chosen.push((*function).clone());
+            bytes += size;
+            added += 1;
+            if added == tv::MAX_LIMIT {
+                break;
+            }
+        }
+        chosen
     }
 
     fn run(
@@ -871,7 +941,7 @@ impl ToolLoop<'_> {
         let ours = if plain || task {
             Vec::new()
         } else {
-            self.offered_tools()
+            self.offered_tools(&client_messages)
         };
         let mut messages = Vec::new();
         if let (Some(prompt), false) = (&self.settings.system_prompt, plain || task) {
@@ -1061,7 +1131,11 @@ impl ToolLoop<'_> {
                     .filter_map(|c| c.get("text").and_then(Value::as_str).map(String::from))
                     .collect();
                 if let Some(structured) = result.get("structuredContent") {
-                    parts.push(structured.to_string());
+                    // (Once, when a text part already carries it, as a search answer's does.)
+                    let text = structured.to_string();
+                    if !parts.contains(&text) {
+                        parts.push(text);
+                    }
                 }
                 let joined = parts.join("\n");
                 if result.get("isError").and_then(Value::as_bool) == Some(true) {

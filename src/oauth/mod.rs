@@ -70,6 +70,8 @@ pub struct OAuthSettings {
     /// For how long the refresh token just rotated away still works (answered with the same new
     /// pair), for a client that retries after a lost answer; zero switches it off.
     pub refresh_grace: Duration,
+    /// The tool view of every grant (`full` or `search`).
+    pub tool_view: crate::tool_view::ToolView,
 }
 
 impl Default for OAuthSettings {
@@ -81,6 +83,7 @@ impl Default for OAuthSettings {
             code_ttl: Duration::from_secs(60),
             trust_forwarded_headers: false,
             refresh_grace: Duration::from_secs(10),
+            tool_view: crate::tool_view::ToolView::Full,
         }
     }
 }
