@@ -1088,7 +1088,7 @@ impl Gateway {
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_secs": self.started.elapsed().as_secs(),
-            "tools": count(ListKind::Tools),
+            "tools": self.list_len(&principal.with_view(ToolView::Full), ListKind::Tools),
             "tool_view": principal.tool_view.as_str(),
             "tool_listing": {"full": listing(ToolView::Full), "search": listing(ToolView::Search)},
             "resources": count(ListKind::Resources),
