@@ -1556,6 +1556,30 @@ mod tests {
     }
 
     #[test]
+    fn tool_views_and_pinned_tools_are_read_and_checked() {
+        let config = parse(
+            r#"{"tool_search": {"pinned": ["ha__HassTurn*"]}, "oauth": {"tool_view": "search"},
+                "openai": {"tool_view": "auto", "max_tool_tokens": 2000}}"#,
+        )
+        .expect("valid");
+        assert_eq!(config.tool_search.pinned, ["ha__HassTurn*"]);
+        assert_eq!(config.oauth.tool_view, crate::tool_view::ToolView::Search);
+        assert_eq!(config.openai.tool_view, crate::tool_view::OpenAiView::Auto);
+        assert_eq!(config.openai.max_tool_tokens, 2000);
+        let defaults = parse("{}").expect("valid");
+        assert_eq!(defaults.openai.tool_view, crate::tool_view::OpenAiView::Full);
+        assert!(defaults.tool_search.pinned.is_empty());
+        let found = problems(
+            r#"{"tool_search": {"pin": []}, "oauth": {"tool_view": "auto"}, "openai": {"tool_view": "small"}}"#,
+        );
+        let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["$.openai.tool_view", "$.tool_search.pin", "$.oauth.tool_view"]
+        );
+    }
+
+    #[test]
     fn unknown_key_inside_a_server_is_an_error() {
         let found = problems(r#"{"mcpServers": {"web": {"url": "http://x", "timeout": 5}}}"#);
         assert_eq!(found.len(), 1);
