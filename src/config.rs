@@ -1567,7 +1567,10 @@ mod tests {
         assert_eq!(config.openai.tool_view, crate::tool_view::OpenAiView::Auto);
         assert_eq!(config.openai.max_tool_tokens, 2000);
         let defaults = parse("{}").expect("valid");
-        assert_eq!(defaults.openai.tool_view, crate::tool_view::OpenAiView::Full);
+        assert_eq!(
+            defaults.openai.tool_view,
+            crate::tool_view::OpenAiView::Full
+        );
         assert!(defaults.tool_search.pinned.is_empty());
         let found = problems(
             r#"{"tool_search": {"pin": []}, "oauth": {"tool_view": "auto"}, "openai": {"tool_view": "small"}}"#,
@@ -1575,7 +1578,11 @@ mod tests {
         let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["$.openai.tool_view", "$.tool_search.pin", "$.oauth.tool_view"]
+            [
+                "$.openai.tool_view",
+                "$.tool_search.pin",
+                "$.oauth.tool_view"
+            ]
         );
     }
 

@@ -589,26 +589,8 @@ impl Gateway {
         limit: usize,
     ) -> Vec<Value> {
         let view = self.view();
-        let catalog = &view.catalog;
-        let owners = catalog.tool_owners();
-        let everything = principal.rule.is_everything();
-        let hits = catalog.search.search(query, limit, &|i| {
-            let (Some(tool), Some(owner)) = (catalog.tools.get(i), owners.get(i)) else {
-                return false;
-            };
-            let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
-            let in_server = match server {
-                None => true,
-                Some(s) => name
-                    .strip_prefix(s)
-                    .is_some_and(|rest| rest.starts_with("__")),
-            };
-            in_server && (everything || tool_permitted(&view, &principal.rule, *owner, name))
-        });
-        hits.iter()
-            .filter_map(|hit| catalog.tools.get(hit.index))
-            .map(tool_view::found_entry)
-            .collect()
+        let names: Vec<&str> = view.backends.iter().map(|b| b.name()).collect();
+        tool_view::search_catalog(&view.catalog, &names, &principal.rule, query, server, limit)
     }
 
     fn visible<'a>(view: &'a View, principal: &Principal, kind: ListKind) -> Vec<&'a Value> {

@@ -10,7 +10,9 @@
 //! allowed tools, and a call through `gateway__call_tool` takes the one policy path of
 //! [`crate::gateway::Gateway::call_tool_params`] under the inner tool's name.
 
+use crate::catalog::Catalog;
 use crate::jsonrpc::{self, RpcError};
+use crate::policy::AccessRule;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -154,6 +156,49 @@ pub fn search_listing(tools: &[&Value], pinned: &[String]) -> Vec<Value> {
             .map(|tool| (*tool).clone()),
     );
     listing
+}
+
+/// The tools of `catalog` that `rule` lets its principal use and that best match `query`, best
+/// first, as a search answer shows them; `backends` are the names of the catalog's backends (its
+/// routes' indexes), `server` keeps only names starting with `<server>__`.
+pub fn search_catalog(
+    catalog: &Catalog,
+    backends: &[&str],
+    rule: &AccessRule,
+    query: &str,
+    server: Option<&str>,
+    limit: usize,
+) -> Vec<Value> {
+    let owners = catalog.tool_owners();
+    let everything = rule.is_everything();
+    let hits = catalog.search.search(query, limit, &|i| {
+        let (Some(tool), Some(owner)) = (catalog.tools.get(i), owners.get(i)) else {
+            return false;
+        };
+        let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
+        let in_server = match server {
+            None => true,
+            Some(s) => name
+                .strip_prefix(s)
+                .is_some_and(|rest| rest.starts_with("__")),
+        };
+        let backend = match owner {
+            Some(index) => match backends.get(*index) {
+                Some(backend) => Some(*backend),
+                None => return false,
+            },
+            None => None,
+        };
+        in_server
+            && (everything
+                || rule
+                    .check_tool(backend, name, catalog.is_read_only(name))
+                    .is_ok())
+    });
+    hits.iter()
+        .filter_map(|hit| catalog.tools.get(hit.index))
+        .map(found_entry)
+        .collect()
 }
 
 /// The arguments of a `gateway__search_tools` call, checked.
@@ -336,6 +381,75 @@ mod tests {
             "{}",
             listing_bytes(&listing)
         );
+    }
+
+    #[test]
+    fn a_search_finds_only_what_the_rule_lets_the_principal_use() {
+        use crate::backend::Lists;
+        use crate::catalog::Source;
+        use crate::config::Naming;
+        let house = Lists {
+            tools: vec![
+                json!({"name": "unlock_door", "description": "Unlocks a door."}),
+                json!({"name": "door_status", "description": "Whether a door is locked.", "annotations": {"readOnlyHint": true}}),
+            ],
+            ..Default::default()
+        };
+        let garage = Lists {
+            tools: vec![json!({"name": "open_door", "description": "Opens the garage door."})],
+            ..Default::default()
+        };
+        let (h, g) = (Naming::prefixed("house"), Naming::prefixed("garage"));
+        let source = |server, naming, lists| Source {
+            server,
+            allow: &[],
+            deny: &[],
+            naming,
+            read_only: &[],
+            lists,
+        };
+        let catalog = Catalog::build(
+            Vec::new(),
+            &[source("house", &h, &house), source("garage", &g, &garage)],
+        );
+        let backends = ["house", "garage"];
+        let found = |rule: &AccessRule, server: Option<&str>| -> Vec<String> {
+            let mut names: Vec<String> =
+                search_catalog(&catalog, &backends, rule, "door", server, 10)
+                    .iter()
+                    .map(|t| t["name"].as_str().unwrap_or("").to_string())
+                    .collect();
+            names.sort();
+            names
+        };
+        let all = AccessRule::everything();
+        assert_eq!(
+            found(&all, None),
+            [
+                "garage__open_door",
+                "house__door_status",
+                "house__unlock_door"
+            ]
+        );
+        assert_eq!(found(&all, Some("garage")), ["garage__open_door"]);
+        let no_unlock = AccessRule {
+            deny: vec!["*unlock*".into()],
+            ..AccessRule::everything()
+        };
+        assert_eq!(
+            found(&no_unlock, None),
+            ["garage__open_door", "house__door_status"]
+        );
+        let house_reads = AccessRule {
+            servers: Some(vec!["house".into()]),
+            read_only: true,
+            ..AccessRule::everything()
+        };
+        assert_eq!(found(&house_reads, None), ["house__door_status"]);
+        assert!(found(&AccessRule::nothing(), None).is_empty());
+        // A route to a backend the view no longer has is never found.
+        let found_short = search_catalog(&catalog, &["house"], &all, "garage", None, 10);
+        assert!(found_short.is_empty());
     }
 
     #[test]

@@ -283,3 +283,17 @@ def test_openai_auto_offers_every_tool_within_a_big_budget(tmp_path, llm):
         assert names == expected, names ^ expected
     finally:
         gw.close()
+
+
+def test_openai_full_gives_a_search_token_the_meta_tools_only(tmp_path, llm):
+    gw = start_seed(tmp_path, ["frappe"], openai_section(llm, tools=[]))
+    try:
+        small = gw.new_token("small", "--tool-view", "search")
+        llm.script([text("Hello.")], repeat_last=True)
+        chat(gw, "search the docs", small)
+        chat(gw, "search the docs")
+        as_search, as_owner = (tool_names(c["body"]) for c in llm.chats[:2])
+        assert as_search == {SEARCH, CALL}, as_search
+        assert as_owner == {n for n in ALL_TOOLS if n.startswith("frappe__")} | {"gateway__status"}, as_owner
+    finally:
+        gw.close()
