@@ -149,6 +149,13 @@ impl Catalog {
                 catalog.owners[ListKind::Tools.index()].push(None);
             }
         }
+        // The `search` view's meta-tools are ours too: not listed here, but no backend takes
+        // their names.
+        for name in crate::tool_view::META_TOOLS {
+            catalog
+                .tool_routes
+                .insert(name.to_string(), Route::Builtin(name.to_string()));
+        }
         for (index, source) in sources.iter().enumerate() {
             for tool in &source.lists.tools {
                 catalog.add_named(Named::Tool, sources, index, tool);

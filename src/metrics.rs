@@ -500,7 +500,7 @@ pub fn tool_label<'a>(action: &str, server: &str, name: &'a str, catalog: &Catal
     match action {
         "resources/read" => "",
         "prompts/get" if !server.is_empty() => name,
-        _ if catalog.tool(name).is_some() || crate::tool_view::is_meta(name) => name,
+        _ if catalog.tool(name).is_some() => name,
         _ => UNKNOWN,
     }
 }

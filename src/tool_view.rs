@@ -20,6 +20,8 @@ use serde_json::{json, Map, Value};
 pub const SEARCH_TOOL: &str = "gateway__search_tools";
 /// Name of the call meta-tool.
 pub const CALL_TOOL: &str = "gateway__call_tool";
+/// Both meta-tools.
+pub const META_TOOLS: [&str; 2] = [SEARCH_TOOL, CALL_TOOL];
 /// Results a search returns unless it asks for another number.
 pub const DEFAULT_LIMIT: usize = 5;
 /// The most results one search returns.
@@ -450,6 +452,39 @@ mod tests {
         // A route to a backend the view no longer has is never found.
         let found_short = search_catalog(&catalog, &["house"], &all, "garage", None, 10);
         assert!(found_short.is_empty());
+    }
+
+    #[test]
+    fn no_backend_takes_a_meta_tools_name() {
+        use crate::backend::Lists;
+        use crate::catalog::Source;
+        use crate::config::Naming;
+        let lists = Lists {
+            tools: vec![
+                json!({"name": "gateway__search_tools"}),
+                json!({"name": "other"}),
+            ],
+            ..Default::default()
+        };
+        let bare = Naming::prefixed("");
+        let catalog = Catalog::build(
+            Vec::new(),
+            &[Source {
+                server: "odd",
+                allow: &[],
+                deny: &[],
+                naming: &bare,
+                read_only: &[],
+                lists: &lists,
+            }],
+        );
+        let names: Vec<&str> = catalog
+            .tools
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        assert_eq!(names, ["other"]);
+        assert_eq!(catalog.clashes.len(), 1, "{:?}", catalog.clashes);
     }
 
     #[test]
