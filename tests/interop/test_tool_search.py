@@ -4,8 +4,8 @@ The household is the seed's ten real servers (231 tools, ~160 KB of definitions)
 listed by fixtures/seed_backend.py over stdio, which records every call it gets. A token created
 with `--tool-view search` lists only `gateway__search_tools`, `gateway__call_tool` and the tools
 pinned by `tool_search.pinned` (here HassTurnOn/HassTurnOff); a call through `gateway__call_tool`
-takes the same policy path as a direct call (access rule, argument validation, audit under the
-inner tool's name). On the OpenAI face, `openai.tool_view: "auto"` with a small budget offers the
+takes the same policy path as a direct call (access rule, argument validation, confirmation of a
+`confirm` tool, audit under the inner tool's name). On the OpenAI face, `openai.tool_view: "auto"` with a small budget offers the
 meta-tools, the pinned tools and the best tools for the user's last message; with a big budget it
 offers every tool.
 """
@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx2
 import pytest
+import mcp_types as types
 from mcp.shared.exceptions import MCPError
 
 import support
@@ -37,6 +38,7 @@ ALL_TOOLS = {t["name"] for t in json.loads((SEED / "tools.json").read_text())}  
 SMALL_BUDGET = 1500  # tokens, as JSON bytes / 4
 ACCESS_DENIED = -32023
 INVALID_PARAMS = -32602
+CONFIRMED = "HassMediaNext"  # homeassistant's `confirm`: the user is asked before it runs
 ERAS = ["auto", "legacy"]  # 2026-07-28 (server/discover) and the 2025-11-25 handshake
 
 pytestmark = pytest.mark.anyio
@@ -45,6 +47,8 @@ pytestmark = pytest.mark.anyio
 def seed_backend(server: str, calls: Path) -> support.Backend:
     config = {"command": sys.executable, "args": [str(support.FIXTURES / "seed_backend.py"), server, str(calls)],
               "cwd": str(support.FIXTURES), "timeout_ms": 20000}
+    if server == "homeassistant":
+        config["confirm"] = [CONFIRMED]
     return support.Backend(server, None, config)
 
 
@@ -197,6 +201,34 @@ async def test_validation_still_applies_through_the_call_tool(seed, search_token
             await client.call_tool(SEARCH, {"query": "", "limit": 3})
         assert bad_query.value.error.code == INVALID_PARAMS
     assert seed.calls_of("homeassistant", "HassClimateSetTemperature") == []
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_a_confirm_tool_asks_the_user_first_through_the_call_tool(seed, search_token, mode):
+    asked: list[str] = []
+    answer = {"action": "decline"}
+
+    async def ask(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        if answer["action"] == "accept":
+            return types.ElicitResult(action="accept", content={"confirm": True})
+        return types.ElicitResult(action="decline")
+
+    inner = {"name": f"homeassistant__{CONFIRMED}", "arguments": {"area": f"hall-{mode}"}}
+    async with support.mcp_client(seed.url, search_token, mode, elicitation_callback=ask) as client:
+        declined = await client.call_tool(CALL, inner)
+        assert declined.is_error and "declined" in declined.content[0].text, declined
+        assert not [c for c in seed.calls_of("homeassistant", CONFIRMED) if c["arguments"]["area"] == f"hall-{mode}"]
+        answer["action"] = "accept"
+        accepted = await client.call_tool(CALL, inner)
+        assert not accepted.is_error, accepted
+    assert len(asked) == 2 and all(CONFIRMED in q for q in asked), asked
+    ran = [c for c in seed.calls_of("homeassistant", CONFIRMED) if c["arguments"]["area"] == f"hall-{mode}"]
+    assert len(ran) == 1, ran
+    async with support.mcp_client(seed.url, search_token, mode) as client:  # cannot be asked
+        refused = await client.call_tool(CALL, inner)
+        assert refused.is_error and "confirm" in refused.content[0].text, refused
+    assert len([c for c in seed.calls_of("homeassistant", CONFIRMED) if c["arguments"]["area"] == f"hall-{mode}"]) == 1
 
 
 def test_the_audit_line_names_the_inner_tool_and_status_shows_the_listing_sizes(seed, search_token):
