@@ -292,6 +292,36 @@ pub fn search_result(found: Vec<Value>) -> Value {
     })
 }
 
+/// Makes the arguments of a search ask for the most results, for a caller that filters them
+/// further ([`narrow_search`]); the number the caller asked for (1 to [`MAX_LIMIT`]).
+pub fn widen_search(arguments: &mut Value) -> usize {
+    let asked = arguments
+        .get("limit")
+        .and_then(Value::as_u64)
+        .map_or(DEFAULT_LIMIT, |n| n.clamp(1, MAX_LIMIT as u64) as usize);
+    if let Some(map) = arguments.as_object_mut() {
+        map.insert("limit".into(), json!(MAX_LIMIT));
+    }
+    asked
+}
+
+/// A search result with only the found tools `keep` keeps, at most `limit` of them.
+pub fn narrow_search(result: Value, limit: usize, keep: &dyn Fn(&str) -> bool) -> Value {
+    let Some(found) = result
+        .pointer("/structuredContent/tools")
+        .and_then(Value::as_array)
+    else {
+        return result;
+    };
+    let kept: Vec<Value> = found
+        .iter()
+        .filter(|t| keep(t.get("name").and_then(Value::as_str).unwrap_or("")))
+        .take(limit)
+        .cloned()
+        .collect();
+    search_result(kept)
+}
+
 /// The `tools/call` params of the tool a `gateway__call_tool` call names: its `name` and
 /// `arguments` in place of the meta-tool's, every other param (`_meta`, `inputResponses`,
 /// `requestState`) kept.
@@ -485,6 +515,28 @@ mod tests {
             .collect();
         assert_eq!(names, ["other"]);
         assert_eq!(catalog.clashes.len(), 1, "{:?}", catalog.clashes);
+    }
+
+    #[test]
+    fn a_widened_search_is_narrowed_to_the_asked_number() {
+        let mut arguments = json!({"query": "x", "limit": 2});
+        assert_eq!(widen_search(&mut arguments), 2);
+        assert_eq!(arguments["limit"], json!(MAX_LIMIT));
+        assert_eq!(widen_search(&mut json!({"query": "x"})), DEFAULT_LIMIT);
+        let found: Vec<Value> = ["a__1", "b__2", "a__3", "a__4"]
+            .iter()
+            .map(|n| json!({"name": n, "inputSchema": {}}))
+            .collect();
+        let narrowed = narrow_search(search_result(found), 2, &|n| n.starts_with("a__"));
+        let names: Vec<&str> = narrowed["structuredContent"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        assert_eq!(names, ["a__1", "a__3"]);
+        let error = json!({"content": [], "isError": true});
+        assert_eq!(narrow_search(error.clone(), 2, &|_| true), error);
     }
 
     #[test]

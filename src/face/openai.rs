@@ -1105,23 +1105,36 @@ impl ToolLoop<'_> {
 
     /// Runs one of our tools; the result (or the error) as text for the model.
     fn execute(&self, call: &ToolCall) -> String {
-        let arguments = match call.arguments_object() {
+        let mut arguments = match call.arguments_object() {
             Ok(a) => a,
             Err(e) => return format!("Error: {e}. Call `{}` again with a JSON object.", call.name),
         };
-        let text = match self.gateway.call_tool(
-            self.principal,
-            &call.name,
-            arguments,
-            CallOptions {
-                audit: Some(crate::audit::AuditContext {
-                    face: "openai",
-                    principal: self.principal.name.clone(),
+        // With `openai.tools` globs, a search finds only the tools they offer: it asks for the
+        // most results, drops those outside the globs and keeps as many as the model asked for.
+        let globs = &self.settings.tools;
+        let narrowed = (call.name == crate::tool_view::SEARCH_TOOL && !globs.is_empty())
+            .then(|| crate::tool_view::widen_search(&mut arguments));
+        let text = match self
+            .gateway
+            .call_tool(
+                self.principal,
+                &call.name,
+                arguments,
+                CallOptions {
+                    audit: Some(crate::audit::AuditContext {
+                        face: "openai",
+                        principal: self.principal.name.clone(),
+                    }),
+                    ..CallOptions::default()
+                },
+                &mut |_| {},
+            )
+            .map(|result| match narrowed {
+                Some(limit) => crate::tool_view::narrow_search(result, limit, &|name| {
+                    globs.iter().any(|g| crate::catalog::glob_match(g, name))
                 }),
-                ..CallOptions::default()
-            },
-            &mut |_| {},
-        ) {
+                None => result,
+            }) {
             Ok(result) => {
                 let mut parts: Vec<String> = result
                     .get("content")

@@ -317,15 +317,20 @@ def test_openai_auto_offers_every_tool_within_a_big_budget(tmp_path, llm):
         gw.close()
 
 
-def test_openai_full_gives_a_search_token_the_meta_tools_only(tmp_path, llm):
-    gw = start_seed(tmp_path, ["frappe"], openai_section(llm, tools=[]))
+def test_openai_full_gives_a_search_token_the_meta_tools_and_searches_stay_within_openai_tools(tmp_path, llm):
+    offered = ["frappe__frappe_get_doc", "frappe__frappe_search_docs", "frappe__frappe_ping"]
+    gw = start_seed(tmp_path, ["frappe"], openai_section(llm, tools=offered))
     try:
         small = gw.new_token("small", "--tool-view", "search")
-        llm.script([text("Hello.")], repeat_last=True)
-        chat(gw, "search the docs", small)
-        chat(gw, "search the docs")
-        as_search, as_owner = (tool_names(c["body"]) for c in llm.chats[:2])
-        assert as_search == {SEARCH, CALL}, as_search
-        assert as_owner == {n for n in ALL_TOOLS if n.startswith("frappe__")} | {"gateway__status"}, as_owner
+        llm.script([call(SEARCH, query="get or delete a document", limit=5), text("Done.")])
+        chat(gw, "get or delete a document", small)
+        first, second = llm.chats[:2]
+        assert tool_names(first["body"]) == {SEARCH, CALL}, tool_names(first["body"])
+        found = json.loads([m for m in second["body"]["messages"] if m.get("role") == "tool"][-1]["content"])
+        names = [t["name"] for t in found["tools"]]
+        assert "frappe__frappe_get_doc" in names and set(names) <= set(offered), names
+        llm.script([text("Hello.")])
+        chat(gw, "get or delete a document")
+        assert tool_names(llm.chats[0]["body"]) == set(offered), "the owner's token gets every offered tool"
     finally:
         gw.close()
