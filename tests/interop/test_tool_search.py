@@ -334,3 +334,20 @@ def test_openai_full_gives_a_search_token_the_meta_tools_and_searches_stay_withi
         assert tool_names(llm.chats[0]["body"]) == set(offered), "the owner's token gets every offered tool"
     finally:
         gw.close()
+
+
+# --- OAuth grants ------------------------------------------------------------------------------------
+
+
+def test_oauth_grants_get_the_view_of_oauth_tool_view(tmp_path):
+    import test_oauth
+
+    with test_oauth.lone_gateway(tmp_path, oauth={"tool_view": "search"}) as gw:
+        access = test_oauth.grant(gw)["access_token"]
+        assert test_oauth.tool_names(gw, access) == {SEARCH, CALL}
+        found = test_oauth.call_tool(gw, access, SEARCH, {"query": "add two numbers"})
+        names = [t["name"] for t in found["result"]["structuredContent"]["tools"]]
+        assert "weather__add" in names, names
+        added = test_oauth.call_tool(gw, access, CALL, {"name": "weather__add", "arguments": {"a": 2, "b": 40}})
+        assert test_oauth.texts(added) == ["42"], added
+        assert "weather__add" in test_oauth.tool_names(gw, gw.token), "static tokens keep the full view"
