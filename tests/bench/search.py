@@ -9,7 +9,10 @@ It prints:
    a gateway in front of the ten seed servers (tests/interop/fixtures/seed_backend.py);
 2. recall@5 and MRR@10 of tests/interop/fixtures/seed_tools/queries.json, asked through
    `gateway__search_tools` (the product path: the gateway's index and the principal's filter);
-3. the search's own latency, measured in Rust without HTTP or JSON-RPC around it
+3. for `openai.tool_view: "auto"` with the default budget (4000 tokens), how many tools and bytes
+   the first model call is offered for each example query, and whether an expected tool is among
+   them (a scripted upstream records what it gets);
+4. the search's own latency, measured in Rust without HTTP or JSON-RPC around it
    (`cargo test --release --lib search::bench -- --ignored --nocapture`, which also builds an index
    of 5,000 synthetic tools), and, separately, the median round trip of a search over HTTP.
 No figure here is asserted; timings depend on the machine.
@@ -32,6 +35,7 @@ os.environ.setdefault("MCP_GATEWAY_BIN", str(REPO / "target" / "debug" / "mcp-ga
 
 import httpx2  # noqa: E402
 import support  # noqa: E402
+from test_openai_loop import ScriptedLLM, openai_section, text  # noqa: E402
 
 SEED = support.FIXTURES / "seed_tools"
 SERVERS = ["homeassistant", "ha_blade", "ha_fastmcp", "ha_rest", "ha_clr",
@@ -61,6 +65,11 @@ def main() -> None:
             "command": sys.executable, "args": [str(support.FIXTURES / "seed_backend.py"), s, str(calls)],
             "cwd": str(support.FIXTURES), "timeout_ms": 20000}) for s in SERVERS]
         gw = support.Gateway(workdir, backends)
+        llm = ScriptedLLM().start()
+        config = json.loads(gw.config_path.read_text())
+        config["openai"] = openai_section(llm, tools=[], tool_view="auto")
+        config["openai"]["upstream"]["api_key"] = "bench"
+        gw.config_path.write_text(json.dumps(config))
         try:
             small = gw.cli("token", "create", "small", "--tool-view", "search").stdout.strip().splitlines()[-1]
             gw.start()
@@ -81,6 +90,18 @@ def main() -> None:
                 print(f"  {q['query']!r}: first expected tool at {'-' if rank is None else rank + 1}")
             print(f"recall@5: {hits / len(queries):.2f} ({hits}/{len(queries)}); MRR@10: {reciprocal / len(queries):.3f}")
 
+            offered_hits = 0
+            for q in queries:
+                llm.script([text("ok")])
+                HTTP.post(f"{gw.base}/v1/chat/completions", headers=gw.auth(),
+                          json={"model": "tiny", "messages": [{"role": "user", "content": q["query"]}]}).raise_for_status()
+                tools = llm.chats[0]["body"].get("tools") or []
+                names = {t["function"]["name"] for t in tools}
+                offered_hits += bool(names & set(q["expected"]))
+                print(f"  auto, {q['query']!r}: {len(tools)} tools, {size(tools)} bytes offered; "
+                      f"expected tool offered: {bool(names & set(q['expected']))}")
+            print(f"auto (4000-token budget): an expected tool offered up front for {offered_hits}/{len(queries)} queries")
+
             timings = []
             for i in range(ROUND_TRIPS):
                 q = queries[i % len(queries)]["query"]
@@ -92,7 +113,10 @@ def main() -> None:
                   f"{statistics.median(timings):.2f} ms")
         finally:
             gw.close()
+            llm.stop()
 
+    if os.environ.get("SEARCH_BENCH_SKIP_RUST"):
+        return
     print("the search itself (Rust, release build):")
     done = subprocess.run(["cargo", "test", "--release", "--lib", "search::bench", "--", "--ignored", "--nocapture"],
                           cwd=REPO, capture_output=True, text=True, timeout=1800)
