@@ -351,3 +351,27 @@ def test_oauth_grants_get_the_view_of_oauth_tool_view(tmp_path):
         added = test_oauth.call_tool(gw, access, CALL, {"name": "weather__add", "arguments": {"a": 2, "b": 40}})
         assert test_oauth.texts(added) == ["42"], added
         assert "weather__add" in test_oauth.tool_names(gw, gw.token), "static tokens keep the full view"
+
+
+# --- the OpenAPI face ------------------------------------------------------------------------------
+
+
+def test_the_openapi_document_of_a_search_token_has_the_meta_tools_and_they_run(seed, search_token):
+    def operation_ids(token: str) -> dict[str, str]:
+        r = httpx2.get(f"{seed.base}/openapi.json", headers=seed.auth(token), timeout=30)
+        assert r.status_code == 200, r.text[:500]
+        return {op["operationId"]: path for path, methods in r.json()["paths"].items() for op in methods.values()}
+
+    small = operation_ids(search_token)
+    assert set(small) == {SEARCH, CALL, *PINNED_TOOLS}, small
+    full = operation_ids(seed.token)  # a full-view token of the same rule: not the cached small one
+    assert set(full) == ALL_TOOLS, set(full) ^ ALL_TOOLS
+    found = httpx2.post(f"{seed.base}{small[SEARCH]}", headers=seed.auth(search_token), timeout=30,
+                        json={"query": "check disk temperatures"})
+    assert found.status_code == 200, found.text[:500]
+    assert "truenas_ws__get_disk_temps" in found.text
+    before = len(seed.calls_of("truenas_ws", "get_disk_temps"))
+    ran = httpx2.post(f"{seed.base}{small[CALL]}", headers=seed.auth(search_token), timeout=30,
+                      json={"name": "truenas_ws__get_disk_temps", "arguments": {}})
+    assert ran.status_code == 200, ran.text[:500]
+    assert len(seed.calls_of("truenas_ws", "get_disk_temps")) == before + 1

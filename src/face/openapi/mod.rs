@@ -255,7 +255,8 @@ impl OpenApiFace {
         let gateway = &*self.gateway;
         let catalog = gateway.catalog();
         let rule = serde_json::to_string(&principal.rule).unwrap_or_default();
-        let key = format!("{}\n{rule}\n{base}", server.unwrap_or(""));
+        let view = principal.tool_view.as_str();
+        let key = format!("{}\n{rule}\n{view}\n{base}", server.unwrap_or(""));
         {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             let current = std::ptr::eq(cache.catalog.as_ptr(), Arc::as_ptr(&catalog));
