@@ -4,7 +4,8 @@
 //! Text is cut into words at anything not a letter or digit and at camelCase and letter/digit
 //! boundaries (`HassTurnOn` -> `hass turn on`, `get_disk_temps` -> `get disk temp`), folded to
 //! lower case, stripped of common English stop words (but not `on`/`off`/`up`/`down`, which
-//! tell tools apart) and reduced by a small suffix stemmer. Each tool is one document whose
+//! tell tools apart) and reduced by a small suffix stemmer; a query word also looks for a few
+//! everyday synonyms at half weight (`thermostat` -> climate). Each tool is one document whose
 //! fields weigh differently: name words, title, description, parameter names and descriptions,
 //! and the server name (the part of the exposed name before `__`). Scores are BM25 over the
 //! weighted term counts; ties go to the smaller name, so a search is deterministic.
