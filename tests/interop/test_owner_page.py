@@ -231,7 +231,18 @@ def test_forms_without_their_csrf_token_or_from_another_origin_are_refused(gw: s
     assert "with-csrf" in token_names(gw)
     listed = [line for line in gw.cli("token", "list").stdout.splitlines() if line.startswith("with-csrf ")]
     assert len(listed) == 1 and "weather" in listed[0] and "offline" not in listed[0], listed  # only the server ticked
+    assert "tool-view=search" not in listed[0], listed
     gw.revoke_token("with-csrf")
+    # The search view ticked: the token gets it, as `token create --tool-view search` gives it.
+    done = post_form(
+        gw, cookie, "/owner/tokens",
+        {"name": "small-model", "server": "weather", "tool_view": "search", "csrf_token": csrf}, Origin=gw.base,
+    )
+    assert done.status_code == 303, done.text[:500]
+    listed = [line for line in gw.cli("token", "list").stdout.splitlines() if line.startswith("small-model ")]
+    assert len(listed) == 1 and "tool-view=search" in listed[0], listed
+    assert "tool-view=search" in dashboard(gw, cookie).text
+    gw.revoke_token("small-model")
 
 
 def test_sign_out_ends_the_session(gw: support.Gateway) -> None:

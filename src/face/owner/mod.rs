@@ -446,7 +446,12 @@ fn create_token(gateway: &Gateway, form: &Form) -> Flash {
             ..AccessRule::everything()
         },
     };
-    match crate::tokens::create_with_access(&config.state_dir, name, access, profile) {
+    let view = if form.get("tool_view") == "search" {
+        crate::tool_view::ToolView::Search
+    } else {
+        crate::tool_view::ToolView::Full
+    };
+    match crate::tokens::create_with_view(&config.state_dir, name, access, profile, view) {
         Ok(token) => {
             log::info!("owner's page: token \"{name}\" created");
             audit(gateway, "owner/token_create", name, "ok", None);
@@ -562,7 +567,11 @@ fn dashboard(
                 .map(|(record, last)| page::TokenRow {
                     last_used: last.max(used.get(&record.name).copied()),
                     created: record.created,
-                    access: record.describe_access(),
+                    access: if record.tool_view.is_full() {
+                        record.describe_access()
+                    } else {
+                        format!("{} tool-view=search", record.describe_access())
+                    },
                     name: record.name,
                 })
                 .collect()

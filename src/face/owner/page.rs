@@ -474,7 +474,7 @@ fn tokens(html: &mut String, d: &Dashboard) {
     if d.backends.is_empty() {
         html.push_str("<span class=\"muted\">none configured (the gateway's own tools)</span>");
     }
-    html.push_str("</p><label><input type=\"checkbox\" name=\"read_only\" value=\"1\"> Read-only tools only</label>");
+    html.push_str("</p><label><input type=\"checkbox\" name=\"read_only\" value=\"1\"> Read-only tools only</label><br><label><input type=\"checkbox\" name=\"tool_view\" value=\"search\"> Search view (small models)</label>");
     if !d.profiles.is_empty() {
         html.push_str(
             "<br><label>or profile <select name=\"profile\"><option value=\"\">(none)</option>",
@@ -484,7 +484,7 @@ fn tokens(html: &mut String, d: &Dashboard) {
         }
         html.push_str("</select></label>");
     }
-    html.push_str("<br><button type=\"submit\">Create token</button></form><p class=\"muted\">Same as <code>mcp-gateway token create NAME [--server S]... [--read-only]</code> and <code>token revoke NAME</code>.</p></section>");
+    html.push_str("<br><button type=\"submit\">Create token</button></form><p class=\"muted\">Same as <code>mcp-gateway token create NAME [--server S]... [--read-only] [--tool-view search]</code> and <code>token revoke NAME</code>.</p></section>");
 }
 
 fn oauth(html: &mut String, d: &Dashboard) {
