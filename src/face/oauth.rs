@@ -369,21 +369,7 @@ fn consent(gateway: &Gateway, request: Request, form: &[(String, String)], base:
     {
         let backends = gateway.backends();
         let servers: Vec<&str> = backends.iter().map(|b| b.name()).collect();
-        let (status, note) = match e.code {
-            "too_many_requests" if e.retry_after.is_some() => (
-                429,
-                "Many wrong passwords were tried lately, so checks are paused for a moment. Wait a minute, then try again.",
-            ),
-            "too_many_requests" => (
-                429,
-                "Too many wrong passwords from your address. Wait a few minutes, then try again.",
-            ),
-            _ if e.description.contains("set-password") => (
-                403,
-                "No owner password is set yet. On the gateway, run: mcp-gateway oauth set-password",
-            ),
-            _ => (401, "Wrong password. Try again."),
-        };
+        let (status, note) = password_refusal(&e);
         let retry: Vec<(String, String)> = e
             .retry_after
             .map(|s| ("Retry-After".to_string(), s.to_string()))
@@ -734,6 +720,26 @@ pub fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status and the sentence a person sees when the owner password was refused (the consent
+/// page and the owner's page say the same).
+pub(crate) fn password_refusal(e: &crate::oauth::OAuthError) -> (u16, &'static str) {
+    match e.code {
+        "too_many_requests" if e.retry_after.is_some() => (
+            429,
+            "Many wrong passwords were tried lately, so checks are paused for a moment. Wait a minute, then try again.",
+        ),
+        "too_many_requests" => (
+            429,
+            "Too many wrong passwords from your address. Wait a few minutes, then try again.",
+        ),
+        _ if e.description.contains("set-password") => (
+            403,
+            "No owner password is set yet. On the gateway, run: mcp-gateway oauth set-password",
+        ),
+        _ => (401, "Wrong password. Try again."),
+    }
 }
 
 #[cfg(test)]

@@ -978,7 +978,7 @@ fn type_bit(name: &str) -> Option<u8> {
 }
 
 /// `%XX` decoding of a URI fragment; `None` when it does not decode to UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     if !s.contains('%') {
         return Some(s.to_owned());
     }

@@ -201,24 +201,7 @@ fn inline(value: &Value, root: &Value, stack: &mut Vec<String>, budget: &mut usi
 /// What a local reference (`#`, `#/$defs/x`, any JSON pointer, percent-encoded) points to.
 fn resolve<'a>(root: &'a Value, reference: &str) -> Option<&'a Value> {
     let pointer = reference.strip_prefix('#')?;
-    root.pointer(&percent_decode(pointer)?)
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    root.pointer(&crate::policy::schema::percent_decode(pointer)?)
 }
 
 /// Moves the branches of a top-level `allOf` into the top: properties (the top's own win),

@@ -290,17 +290,7 @@ impl OwnerFace {
         .unwrap_or_else(|| "unknown".into());
         if let Err(e) = gateway.oauth.check_password(form.get("password"), &address) {
             audit(gateway, "owner/login", &address, "refused", Some(e.code));
-            let (status, text) = match e.code {
-                "too_many_requests" if e.retry_after.is_some() => (
-                    429,
-                    "Many wrong passwords were tried lately, so checks are paused for a moment. Wait a minute, then try again.",
-                ),
-                "too_many_requests" => (
-                    429,
-                    "Too many wrong passwords from your address. Wait a few minutes, then try again.",
-                ),
-                _ => (401, "Wrong password. Try again."),
-            };
+            let (status, text) = crate::face::oauth::password_refusal(&e);
             let mut answer = Answer::html(status, page::login(version, true, Some(text)));
             if let Some(seconds) = e.retry_after {
                 answer = answer.with("Retry-After", seconds.to_string());
