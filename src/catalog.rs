@@ -605,22 +605,49 @@ pub fn page(
     cursor: Option<&str>,
     page_size: usize,
 ) -> Result<(Vec<Value>, Option<String>), String> {
+    let (range, next) = page_bounds(items.len(), cursor, page_size)?;
+    Ok((items[range].iter().map(|v| (*v).clone()).collect(), next))
+}
+
+/// [`page`] as the JSON text of its array, written from the entries in place (no copy of
+/// them first): what the MCP face sends for a list.
+pub fn page_json(
+    items: &[&Value],
+    cursor: Option<&str>,
+    page_size: usize,
+) -> Result<(Vec<u8>, Option<String>), String> {
+    let (range, next) = page_bounds(items.len(), cursor, page_size)?;
+    let mut out = Vec::with_capacity(256 * range.len() + 2);
+    out.push(b'[');
+    for (i, item) in items[range].iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, *item).map_err(|e| e.to_string())?;
+    }
+    out.push(b']');
+    Ok((out, next))
+}
+
+/// The entries of a page of `len` entries starting at `cursor`, and the cursor of the next.
+fn page_bounds(
+    len: usize,
+    cursor: Option<&str>,
+    page_size: usize,
+) -> Result<(std::ops::Range<usize>, Option<String>), String> {
     let start = match cursor {
         None => 0,
         Some(c) => c
             .strip_prefix("o:")
             .and_then(|n| n.parse::<usize>().ok())
-            .filter(|n| *n <= items.len())
+            .filter(|n| *n <= len)
             .ok_or_else(|| {
                 format!("invalid cursor \"{c}\": use the nextCursor of a previous answer")
             })?,
     };
-    let end = (start + page_size.max(1)).min(items.len());
-    let next = (end < items.len()).then(|| format!("o:{end}"));
-    Ok((
-        items[start..end].iter().map(|v| (*v).clone()).collect(),
-        next,
-    ))
+    let end = (start + page_size.max(1)).min(len);
+    let next = (end < len).then(|| format!("o:{end}"));
+    Ok((start..end, next))
 }
 
 #[cfg(test)]
@@ -1137,5 +1164,29 @@ mod tests {
         assert_eq!((last, next), (vec![json!(4)], None));
         assert!(page(&items, Some("garbage"), 2).is_err());
         assert!(page(&items, Some("o:99"), 2).is_err());
+    }
+
+    #[test]
+    fn a_json_page_is_the_page_serialized() {
+        let values: Vec<Value> = vec![
+            json!({"name": "b", "inputSchema": {"type": "object", "properties": {"z": {}, "a": {}}}}),
+            json!({"name": "a", "description": "quote \" and \u{e9}"}),
+            json!({"name": "c"}),
+        ];
+        let items: Vec<&Value> = values.iter().collect();
+        let mut cursor: Option<String> = None;
+        for _ in 0..2 {
+            let (copied, next) = page(&items, cursor.as_deref(), 2).expect("page");
+            let (text, next_json) = page_json(&items, cursor.as_deref(), 2).expect("page");
+            assert_eq!(text, serde_json::to_vec(&copied).expect("json"));
+            assert_eq!(next, next_json);
+            cursor = next;
+        }
+        assert_eq!(cursor, None);
+        assert_eq!(
+            page_json(&[], None, 2).expect("empty"),
+            (b"[]".to_vec(), None)
+        );
+        assert!(page_json(&items, Some("o:9"), 2).is_err());
     }
 }

@@ -556,6 +556,23 @@ impl Gateway {
         crate::catalog::page(&Gateway::visible(&view, principal, kind), cursor, page_size)
     }
 
+    /// [`Gateway::list_page`] as the JSON text of the page's array, written from the catalog in
+    /// place: a list answer on the MCP face copies no entry.
+    pub fn list_page_json(
+        &self,
+        principal: &Principal,
+        kind: ListKind,
+        cursor: Option<&str>,
+        page_size: usize,
+    ) -> Result<(Vec<u8>, Option<String>), String> {
+        if let Some(listing) = self.search_listing(principal, kind) {
+            let entries: Vec<&Value> = listing.iter().collect();
+            return crate::catalog::page_json(&entries, cursor, page_size);
+        }
+        let view = self.view();
+        crate::catalog::page_json(&Gateway::visible(&view, principal, kind), cursor, page_size)
+    }
+
     /// How many entries [`Gateway::list`] has for `principal`, without copying them.
     pub fn list_len(&self, principal: &Principal, kind: ListKind) -> usize {
         if let Some(listing) = self.search_listing(principal, kind) {

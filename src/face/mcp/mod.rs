@@ -332,6 +332,9 @@ impl McpFace {
                         return self.resume_parked(answer, &token, &method, &params, principal);
                     }
                 }
+                if let Some(kind) = ListKind::of_method(&method) {
+                    return self.answer_list(request, &era, &id, kind, &params, principal);
+                }
                 let key_owner = match &era {
                     Era::Session { id } => id.clone(),
                     _ => principal.name.clone(),
@@ -377,6 +380,60 @@ impl McpFace {
                 answer.finish(status, &response);
             }
         }
+    }
+
+    /// A list request's answer, written straight from the catalog: the same JSON that
+    /// [`McpFace::dispatch`] and `mark_modern_result` give, without copying the entries into a
+    /// result value first (a `tools/list` is the most frequent request after calls).
+    fn answer_list(
+        &self,
+        request: Request,
+        era: &Era,
+        id: &Value,
+        kind: ListKind,
+        params: &Map<String, Value>,
+        principal: &Principal,
+    ) {
+        let page_size = self.gateway.config().limits.page_size;
+        let cursor = params.get("cursor").and_then(Value::as_str);
+        let (items, next) = match self
+            .gateway
+            .list_page_json(principal, kind, cursor, page_size)
+        {
+            Ok(page) => page,
+            Err(message) => {
+                let error = RpcError::new(jsonrpc::INVALID_PARAMS, message);
+                let status = if *era == Era::Modern {
+                    modern_status(&error)
+                } else {
+                    200
+                };
+                return respond_json(request, status, &jsonrpc::error_response(id, &error), &[]);
+            }
+        };
+        let mut out = Vec::with_capacity(items.len() + 160);
+        out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+        // Writing JSON values and strings into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, id);
+        out.extend_from_slice(b",\"result\":{\"");
+        out.extend_from_slice(kind.result_key().as_bytes());
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(&items);
+        if let Some(next) = next {
+            out.extend_from_slice(b",\"nextCursor\":");
+            let _ = serde_json::to_writer(&mut out, &next);
+        }
+        if *era == Era::Modern {
+            let hint = self.list_cache_hint(kind.method(), principal);
+            let scope = if hint.public { "public" } else { "private" };
+            let tail = format!(
+                ",\"resultType\":\"complete\",\"ttlMs\":{},\"cacheScope\":\"{scope}\"",
+                hint.ttl_ms.unwrap_or(0)
+            );
+            out.extend_from_slice(tail.as_bytes());
+        }
+        out.extend_from_slice(b"}}");
+        crate::http_util::respond_bytes(request, 200, out, "application/json", &[]);
     }
 
     /// The caching hint for a 2026-07-28 list answer to `principal`, from the backends that
