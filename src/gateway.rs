@@ -15,6 +15,7 @@ use crate::policy::AccessRule;
 use crate::tokens::TokenStore;
 use crate::tool_view::{self, ToolView};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Instant;
 
@@ -84,7 +85,14 @@ pub type NoticeListener = Box<dyn Fn(&str, &Value) + Send + Sync>;
 struct View {
     catalog: Arc<Catalog>,
     backends: Arc<Vec<Arc<Backend>>>,
+    /// List pages as JSON, as a principal with no access rule and the full view sees them, by
+    /// list, first entry and page size: made on first request, for the pages a `nextCursor`
+    /// leads to only (so at most one copy of each list). A new view starts empty.
+    full_pages: Mutex<HashMap<(usize, usize, usize), Arc<ListPage>>>,
 }
+
+/// One page of a list as JSON text (the array), and the cursor of the next page.
+pub type ListPage = (Vec<u8>, Option<String>);
 
 /// The running gateway.
 pub struct Gateway {
@@ -127,6 +135,7 @@ impl Gateway {
             view: RwLock::new(Arc::new(View {
                 catalog: Arc::new(Catalog::default()),
                 backends: Arc::new(Vec::new()),
+                full_pages: Mutex::default(),
             })),
             rebuilding: Mutex::new(()),
             reloading: Mutex::new(()),
@@ -352,6 +361,7 @@ impl Gateway {
         *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(View {
             catalog: Arc::new(fresh),
             backends: Arc::clone(&backends),
+            full_pages: Mutex::default(),
         });
         let mut kinds: Vec<ListKind> = ListKind::ALL
             .into_iter()
@@ -557,20 +567,41 @@ impl Gateway {
     }
 
     /// [`Gateway::list_page`] as the JSON text of the page's array, written from the catalog in
-    /// place: a list answer on the MCP face copies no entry.
+    /// place (a list answer on the MCP face copies no entry), and kept for the next unrestricted
+    /// principal that asks for the same page.
     pub fn list_page_json(
         &self,
         principal: &Principal,
         kind: ListKind,
         cursor: Option<&str>,
         page_size: usize,
-    ) -> Result<(Vec<u8>, Option<String>), String> {
+    ) -> Result<Arc<ListPage>, String> {
         if let Some(listing) = self.search_listing(principal, kind) {
             let entries: Vec<&Value> = listing.iter().collect();
-            return crate::catalog::page_json(&entries, cursor, page_size);
+            return crate::catalog::page_json(&entries, cursor, page_size).map(Arc::new);
         }
         let view = self.view();
-        crate::catalog::page_json(&Gateway::visible(&view, principal, kind), cursor, page_size)
+        let key = aligned_start(cursor, page_size)
+            .filter(|_| principal.rule.is_everything())
+            .map(|start| (kind.index(), start, page_size));
+        if let Some(key) = key {
+            let pages = view.full_pages.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(page) = pages.get(&key) {
+                return Ok(Arc::clone(page));
+            }
+        }
+        let page = Arc::new(crate::catalog::page_json(
+            &Gateway::visible(&view, principal, kind),
+            cursor,
+            page_size,
+        )?);
+        if let Some(key) = key {
+            view.full_pages
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key, Arc::clone(&page));
+        }
+        Ok(page)
     }
 
     /// How many entries [`Gateway::list`] has for `principal`, without copying them.
@@ -1236,6 +1267,16 @@ fn invalid_arguments(name: &str, violations: &[crate::policy::Violation]) -> Rpc
     .with_data(json!({"name": name, "violations": listed}))
 }
 
+/// The first entry of the page `cursor` names when it is one a `nextCursor` gives (`o:N`, `N` a
+/// multiple of `page_size`, written without leading zeros); `None` for any other cursor.
+fn aligned_start(cursor: Option<&str>, page_size: usize) -> Option<usize> {
+    let Some(cursor) = cursor else {
+        return Some(0);
+    };
+    let start: usize = cursor.strip_prefix("o:")?.parse().ok()?;
+    (page_size > 0 && start % page_size == 0 && cursor == format!("o:{start}")).then_some(start)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1268,5 +1309,18 @@ mod tests {
         assert_eq!(answers["llm"], json!({"answered": {"maxTokens": 5}}));
         let mut refusing = |_: Value| {};
         assert!(ask_embedded_requests(&interim, &mut refusing).is_err());
+    }
+
+    #[test]
+    fn only_the_cursors_a_next_cursor_gives_name_kept_pages() {
+        assert_eq!(aligned_start(None, 50), Some(0));
+        assert_eq!(aligned_start(Some("o:100"), 50), Some(100));
+        assert_eq!(aligned_start(Some("o:0"), 50), Some(0));
+        // Any other start would let a client fill the store with overlapping pages.
+        assert_eq!(aligned_start(Some("o:7"), 50), None);
+        assert_eq!(aligned_start(Some("o:0100"), 50), None);
+        assert_eq!(aligned_start(Some("o:+100"), 50), None);
+        assert_eq!(aligned_start(Some("x:100"), 50), None);
+        assert_eq!(aligned_start(Some("o:100"), 0), None);
     }
 }

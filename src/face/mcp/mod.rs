@@ -396,7 +396,7 @@ impl McpFace {
     ) {
         let page_size = self.gateway.config().limits.page_size;
         let cursor = params.get("cursor").and_then(Value::as_str);
-        let (items, next) = match self
+        let page = match self
             .gateway
             .list_page_json(principal, kind, cursor, page_size)
         {
@@ -411,6 +411,7 @@ impl McpFace {
                 return respond_json(request, status, &jsonrpc::error_response(id, &error), &[]);
             }
         };
+        let (items, next) = &*page;
         let mut out = Vec::with_capacity(items.len() + 160);
         out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
         // Writing JSON values and strings into a Vec cannot fail.
@@ -418,10 +419,10 @@ impl McpFace {
         out.extend_from_slice(b",\"result\":{\"");
         out.extend_from_slice(kind.result_key().as_bytes());
         out.extend_from_slice(b"\":");
-        out.extend_from_slice(&items);
+        out.extend_from_slice(items);
         if let Some(next) = next {
             out.extend_from_slice(b",\"nextCursor\":");
-            let _ = serde_json::to_writer(&mut out, &next);
+            let _ = serde_json::to_writer(&mut out, next);
         }
         if *era == Era::Modern {
             let hint = self.list_cache_hint(kind.method(), principal);
