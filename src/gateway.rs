@@ -550,25 +550,9 @@ impl Gateway {
             .collect()
     }
 
-    /// One page of [`Gateway::list`] (`cursor` as a previous page gave it), copying only the page.
-    pub fn list_page(
-        &self,
-        principal: &Principal,
-        kind: ListKind,
-        cursor: Option<&str>,
-        page_size: usize,
-    ) -> Result<(Vec<Value>, Option<String>), String> {
-        if let Some(listing) = self.search_listing(principal, kind) {
-            let entries: Vec<&Value> = listing.iter().collect();
-            return crate::catalog::page(&entries, cursor, page_size);
-        }
-        let view = self.view();
-        crate::catalog::page(&Gateway::visible(&view, principal, kind), cursor, page_size)
-    }
-
-    /// [`Gateway::list_page`] as the JSON text of the page's array, written from the catalog in
-    /// place (a list answer on the MCP face copies no entry), and kept for the next unrestricted
-    /// principal that asks for the same page.
+    /// One page of [`Gateway::list`] (`cursor` as a previous page gave it) as the JSON text of
+    /// its array, written from the catalog in place (a list answer on the MCP face copies no
+    /// entry), and kept for the next unrestricted principal that asks for the same page.
     pub fn list_page_json(
         &self,
         principal: &Principal,

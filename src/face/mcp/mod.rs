@@ -775,6 +775,8 @@ impl McpFace {
         }
     }
 
+    /// Answers every method but the four lists, which [`McpFace::answer_list`] writes from the
+    /// catalog before a request gets here.
     fn dispatch(
         &self,
         era: &Era,
@@ -784,19 +786,6 @@ impl McpFace {
         cancel_key: String,
         link: &mut CallLink<'_>,
     ) -> Result<Value, RpcError> {
-        let page_size = self.gateway.config().limits.page_size;
-        let cursor = params.get("cursor").and_then(Value::as_str);
-        let list = |kind: ListKind, key: &str| -> Result<Value, RpcError> {
-            let (page, next) = self
-                .gateway
-                .list_page(principal, kind, cursor, page_size)
-                .map_err(|m| RpcError::new(jsonrpc::INVALID_PARAMS, m))?;
-            let mut result = json!({ key: page });
-            if let Some(next) = next {
-                result["nextCursor"] = json!(next);
-            }
-            Ok(result)
-        };
         let progress_token = params
             .get("_meta")
             .and_then(|m| m.get("progressToken"))
@@ -817,10 +806,6 @@ impl McpFace {
                 "_meta": {META_SERVER_INFO: server_info()},
             })),
             "ping" => Ok(json!({})),
-            "tools/list" => list(ListKind::Tools, "tools"),
-            "resources/list" => list(ListKind::Resources, "resources"),
-            "resources/templates/list" => list(ListKind::Templates, "resourceTemplates"),
-            "prompts/list" => list(ListKind::Prompts, "prompts"),
             "logging/setLevel" => match era {
                 Era::Session { id } => self.set_log_level(id, &params),
                 Era::Plain => Ok(json!({})),
