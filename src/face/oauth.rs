@@ -388,16 +388,12 @@ fn consent(gateway: &Gateway, request: Request, form: &[(String, String)], base:
         .iter()
         .map(|b| b.name().to_string())
         .collect();
-    let chosen: Vec<String> = form
-        .iter()
-        .filter(|(k, v)| k == "server" && all.contains(v))
-        .map(|(_, v)| v.clone())
-        .collect();
-    let servers = if chosen.len() == all.len() {
-        None
-    } else {
-        Some(chosen)
-    };
+    let servers = crate::policy::access::ticked_servers(
+        form.iter()
+            .filter(|(k, _)| k == "server")
+            .map(|(_, v)| v.as_str()),
+        &all,
+    );
     let read_only = form
         .iter()
         .any(|(k, v)| k == "read_only" && !v.is_empty() && v != "0");

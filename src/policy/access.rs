@@ -166,6 +166,22 @@ impl AccessRule {
     }
 }
 
+/// The `servers` part of a rule from the servers ticked on a form (the consent page, the
+/// owner's page): `None`, every server, when each of `all` is ticked; a name ticked twice
+/// counts once and a name not in `all` not at all.
+pub fn ticked_servers<'a>(
+    ticked: impl Iterator<Item = &'a str>,
+    all: &[String],
+) -> Option<Vec<String>> {
+    let mut chosen: Vec<String> = Vec::new();
+    for name in ticked {
+        if all.iter().any(|a| a == name) && !chosen.iter().any(|c| c == name) {
+            chosen.push(name.to_string());
+        }
+    }
+    (chosen.len() != all.len()).then_some(chosen)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +265,22 @@ mod tests {
             serde_json::from_str::<AccessRule>("{}").unwrap(),
             AccessRule::everything()
         );
+    }
+
+    #[test]
+    fn ticked_servers_count_each_known_name_once() {
+        let all = vec!["a".to_string(), "b".to_string()];
+        assert_eq!(ticked_servers(["a", "b"].into_iter(), &all), None);
+        assert_eq!(ticked_servers(["b", "a", "a"].into_iter(), &all), None);
+        // Twice the same server is not every server.
+        assert_eq!(
+            ticked_servers(["a", "a"].into_iter(), &all),
+            Some(vec!["a".to_string()])
+        );
+        assert_eq!(
+            ticked_servers(["a", "zz"].into_iter(), &all),
+            Some(vec!["a".to_string()])
+        );
+        assert_eq!(ticked_servers(std::iter::empty(), &all), Some(vec![]));
     }
 }

@@ -419,19 +419,15 @@ fn create_token(gateway: &Gateway, form: &Form) -> Flash {
         }
     }
     let all: Vec<String> = config.servers.iter().map(|s| s.name.clone()).collect();
-    let chosen: Vec<String> = form
-        .all("server")
-        .filter(|s| all.iter().any(|a| a == s))
-        .map(str::to_string)
-        .collect();
-    if profile.is_none() && !all.is_empty() && chosen.is_empty() {
+    let servers = crate::policy::access::ticked_servers(form.all("server"), &all);
+    if profile.is_none() && !all.is_empty() && servers.as_ref().is_some_and(Vec::is_empty) {
         return Flash::Problem("Tick at least one server for the new token.".to_string());
     }
     // A profile's rule is read from the config at each request (as `token create --profile`).
     let access = match &profile {
         Some(_) => AccessRule::everything(),
         None => AccessRule {
-            servers: (chosen.len() != all.len()).then_some(chosen),
+            servers,
             read_only: !form.get("read_only").is_empty(),
             ..AccessRule::everything()
         },
