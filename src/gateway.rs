@@ -611,8 +611,8 @@ impl Gateway {
     }
 
     /// The tools `principal` may use that best match `query`, best first, as a search answer
-    /// shows them (name, description, input schema); `server` keeps only names starting with
-    /// `<server>__`. A tool the principal may not use is never found.
+    /// shows them (name, description, input schema); `server` keeps only the tools of that server.
+    /// A tool the principal may not use is never found.
     pub fn search_tools(
         &self,
         principal: &Principal,

@@ -162,7 +162,7 @@ pub fn search_listing(tools: &[&Value], pinned: &[String]) -> Vec<Value> {
 
 /// The tools of `catalog` that `rule` lets its principal use and that best match `query`, best
 /// first, as a search answer shows them; `backends` are the names of the catalog's backends (its
-/// routes' indexes), `server` keeps only names starting with `<server>__`.
+/// routes' indexes), `server` keeps only the tools of that server.
 pub fn search_catalog(
     catalog: &Catalog,
     backends: &[&str],
@@ -178,18 +178,17 @@ pub fn search_catalog(
             return false;
         };
         let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
-        let in_server = match server {
-            None => true,
-            Some(s) => name
-                .strip_prefix(s)
-                .is_some_and(|rest| rest.starts_with("__")),
-        };
         let backend = match owner {
             Some(index) => match backends.get(*index) {
                 Some(backend) => Some(*backend),
                 None => return false,
             },
             None => None,
+        };
+        // The server the tool comes from (not its name's prefix, which a config may change).
+        let in_server = match server {
+            None => true,
+            Some(s) => backend.unwrap_or(crate::config::BUILTIN_SERVER) == s,
         };
         in_server
             && (everything
@@ -208,7 +207,7 @@ pub fn search_catalog(
 pub struct SearchRequest {
     /// The words to look for.
     pub query: String,
-    /// Only tools whose names start with `<server>__`.
+    /// Only the tools of that server (the gateway's own: `gateway`).
     pub server: Option<String>,
     /// How many tools at most.
     pub limit: usize,
@@ -348,9 +347,11 @@ pub fn inner_call(params: &Map<String, Value>) -> Result<Map<String, Value>, Rpc
             )))
         }
     };
-    if name == CALL_TOOL {
+    // A meta-tool inside the call would skip what the faces apply to meta-tools by name (the
+    // OpenAI face keeps searches within `openai.tools`).
+    if is_meta(&name) {
         return Err(invalid(format!(
-            "{CALL_TOOL} cannot call itself: name the tool to run"
+            "{CALL_TOOL} runs the tools {SEARCH_TOOL} finds, not {name}: call {name} directly"
         )));
     }
     let inner_arguments = match arguments.get("arguments") {
@@ -585,6 +586,7 @@ mod tests {
         for bad in [
             json!({"arguments": {}}),
             json!({"arguments": {"name": CALL_TOOL}}),
+            json!({"arguments": {"name": SEARCH_TOOL, "arguments": {"query": "x"}}}),
             json!({"arguments": {"name": "a__b", "arguments": [1]}}),
             json!({"arguments": {"name": "a__b", "area": "kitchen"}}),
         ] {
