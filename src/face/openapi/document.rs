@@ -16,6 +16,9 @@ use serde_json::{json, Map, Value};
 
 /// The most schema nodes an inlined schema may have; beyond it, references become `{}`.
 pub const MAX_NODES: usize = 20_000;
+/// How deep an inlined schema may nest (references followed included): deeper parts become
+/// `{}`, so that no backend's chain of references runs a worker out of stack.
+const MAX_DEPTH: usize = 64;
 
 /// Keys whose values are data, not subschemas: never searched for `$ref`.
 const DATA_KEYS: &[&str] = &["const", "enum", "default", "examples", "example", "_meta"];
@@ -117,7 +120,7 @@ pub fn flat_body(input_schema: Option<&Value>) -> Value {
         _ => json!({}),
     };
     let mut budget = MAX_NODES;
-    let mut top = match inline(&root, &root, &mut Vec::new(), &mut budget) {
+    let mut top = match inline(&root, &root, &mut Vec::new(), &mut budget, 0) {
         Value::Object(map) => map,
         _ => Map::new(),
     };
@@ -146,13 +149,30 @@ pub fn flat_body(input_schema: Option<&Value>) -> Value {
     Value::Object(top)
 }
 
+/// How many JSON values `value` holds, itself included.
+fn nodes(value: &Value) -> usize {
+    1 + match value {
+        Value::Object(map) => map.values().map(nodes).sum(),
+        Value::Array(items) => items.iter().map(nodes).sum(),
+        _ => 0,
+    }
+}
+
 /// `value` with every local `$ref` replaced by what it points to in `root`; `stack` holds the
-/// references being expanded (a cycle becomes `{}`).
-fn inline(value: &Value, root: &Value, stack: &mut Vec<String>, budget: &mut usize) -> Value {
-    if *budget == 0 {
+/// references being expanded (a cycle becomes `{}`). `budget` counts the nodes written, copied
+/// data included, and `depth` the nesting: past either, the rest becomes `{}`.
+fn inline(
+    value: &Value,
+    root: &Value,
+    stack: &mut Vec<String>,
+    budget: &mut usize,
+    depth: usize,
+) -> Value {
+    if *budget == 0 || depth > MAX_DEPTH {
         return json!({});
     }
     *budget -= 1;
+    let depth = depth + 1;
     match value {
         Value::Object(map) => {
             let mut out = Map::new();
@@ -161,7 +181,7 @@ fn inline(value: &Value, root: &Value, stack: &mut Vec<String>, budget: &mut usi
                     resolve(root, reference).filter(|_| !stack.iter().any(|r| r == reference));
                 if let Some(target) = target {
                     stack.push(reference.to_string());
-                    let expanded = inline(target, root, stack, budget);
+                    let expanded = inline(target, root, stack, budget, depth);
                     stack.pop();
                     match expanded {
                         Value::Object(m) => out = m,
@@ -175,14 +195,22 @@ fn inline(value: &Value, root: &Value, stack: &mut Vec<String>, budget: &mut usi
                     continue;
                 }
                 let v = match v {
-                    _ if DATA_KEYS.contains(&key.as_str()) || key.starts_with("x-") => v.clone(),
+                    _ if DATA_KEYS.contains(&key.as_str()) || key.starts_with("x-") => {
+                        let size = nodes(v);
+                        if size > *budget {
+                            *budget = 0;
+                            continue;
+                        }
+                        *budget -= size;
+                        v.clone()
+                    }
                     Value::Object(named) if NAMED_KEYS.contains(&key.as_str()) => Value::Object(
                         named
                             .iter()
-                            .map(|(name, s)| (name.clone(), inline(s, root, stack, budget)))
+                            .map(|(name, s)| (name.clone(), inline(s, root, stack, budget, depth)))
                             .collect(),
                     ),
-                    _ => inline(v, root, stack, budget),
+                    _ => inline(v, root, stack, budget, depth),
                 };
                 out.insert(key.clone(), v);
             }
@@ -191,7 +219,7 @@ fn inline(value: &Value, root: &Value, stack: &mut Vec<String>, budget: &mut usi
         Value::Array(items) => Value::Array(
             items
                 .iter()
-                .map(|v| inline(v, root, stack, budget))
+                .map(|v| inline(v, root, stack, budget, depth))
                 .collect(),
         ),
         other => other.clone(),
@@ -439,6 +467,31 @@ mod tests {
         let schema = json!({"type": "object", "properties": {"root": {"$ref": "#/$defs/L0"}}, "$defs": defs});
         let flat = flat_body(Some(&schema));
         assert!(flat.to_string().len() < 2_000_000);
+    }
+
+    #[test]
+    fn a_long_chain_of_references_and_copied_data_are_bounded_too() {
+        // 5,000 definitions each referring to the next: followed whole, this ran a 2 MiB
+        // worker stack out.
+        let mut defs = Map::new();
+        for i in 0..5_000 {
+            defs.insert(format!("D{i}"), json!({"type": "object", "properties": {"next": {"$ref": format!("#/$defs/D{}", i + 1)}}}));
+        }
+        let schema = json!({"type": "object", "properties": {"root": {"$ref": "#/$defs/D0"}}, "$defs": defs});
+        let handle = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || flat_body(Some(&schema)).to_string().len())
+            .expect("thread");
+        assert!(handle.join().expect("no stack overflow") < 20_000);
+        // 2,000 references to one enum of 10,000 values: each copy counts against the budget.
+        let values: Vec<Value> = (0..10_000).map(|i| json!(i)).collect();
+        let properties: Map<String, Value> = (0..2_000)
+            .map(|i| (format!("p{i}"), json!({"$ref": "#/$defs/Big"})))
+            .collect();
+        let schema =
+            json!({"type": "object", "properties": properties, "$defs": {"Big": {"enum": values}}});
+        let copied = flat_body(Some(&schema)).to_string().len();
+        assert!(copied < 1_000_000, "{copied} bytes");
     }
 
     #[test]
