@@ -318,13 +318,7 @@ impl OpenApiFace {
         };
         let bytes = serde_json::to_vec(&value).unwrap_or_default();
         let digest = Sha256::digest(&bytes);
-        let etag = format!(
-            "\"{}\"",
-            digest[..12]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let etag = format!("\"{}\"", crate::tokens::hex(&digest[..12]));
         let bytes = Arc::new(bytes);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         let current = std::ptr::eq(cache.catalog.as_ptr(), Arc::as_ptr(&catalog));
