@@ -419,11 +419,6 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
                             format_time(record.created),
                             used.map(format_time).unwrap_or_else(|| "never".into()),
                             record.describe_access()
-                                + if record.tool_view.is_full() {
-                                    ""
-                                } else {
-                                    " tool-view=search"
-                                }
                         );
                     }
                     0

@@ -42,11 +42,17 @@ pub struct TokenRecord {
 }
 
 impl TokenRecord {
-    /// `token list`'s ACCESS column: `profile=NAME`, or the rule.
+    /// `token list`'s ACCESS column: `profile=NAME`, or the rule; then ` tool-view=search` for a
+    /// token with the search view.
     pub fn describe_access(&self) -> String {
-        match &self.profile {
+        let access = match &self.profile {
             Some(profile) => format!("profile={profile}"),
             None => self.access.describe(),
+        };
+        if self.tool_view.is_full() {
+            access
+        } else {
+            format!("{access} tool-view=search")
         }
     }
 }

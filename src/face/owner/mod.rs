@@ -553,11 +553,7 @@ fn dashboard(
                 .map(|(record, last)| page::TokenRow {
                     last_used: last.max(used.get(&record.name).copied()),
                     created: record.created,
-                    access: if record.tool_view.is_full() {
-                        record.describe_access()
-                    } else {
-                        format!("{} tool-view=search", record.describe_access())
-                    },
+                    access: record.describe_access(),
                     name: record.name,
                 })
                 .collect()
