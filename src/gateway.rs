@@ -540,14 +540,43 @@ impl Gateway {
     /// The entries of list `kind` that `principal`'s access rule lets it see: the same rule
     /// that guards its calls.
     pub fn list(&self, principal: &Principal, kind: ListKind) -> Vec<Value> {
-        if let Some(listing) = self.search_listing(principal, kind) {
+        self.list_in(&self.view(), principal, kind)
+    }
+
+    fn list_in(&self, view: &View, principal: &Principal, kind: ListKind) -> Vec<Value> {
+        if let Some(listing) = self.search_listing_in(view, principal, kind) {
             return listing;
         }
-        let view = self.view();
-        Gateway::visible(&view, principal, kind)
+        Gateway::visible(view, principal, kind)
             .into_iter()
             .cloned()
             .collect()
+    }
+
+    /// [`Gateway::list`] of the tools, each with the server it comes from (`gateway` for the
+    /// gateway's own), and the catalog they were read from: all from one view, so that a reload
+    /// in between cannot pair a tool with another list's server.
+    pub fn tools_with_servers(
+        &self,
+        principal: &Principal,
+    ) -> (Arc<Catalog>, Vec<(Option<String>, Value)>) {
+        let view = self.view();
+        let tools = self.list_in(&view, principal, ListKind::Tools);
+        let with_servers = tools
+            .into_iter()
+            .map(|tool| {
+                let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
+                let server = match view.catalog.tool(name) {
+                    Some(Route::Builtin(_)) => Some(crate::config::BUILTIN_SERVER.to_string()),
+                    Some(Route::Backend { backend, .. }) => {
+                        view.backends.get(*backend).map(|b| b.name().to_string())
+                    }
+                    None => None,
+                };
+                (server, tool)
+            })
+            .collect();
+        (Arc::clone(&view.catalog), with_servers)
     }
 
     /// One page of [`Gateway::list`] (`cursor` as a previous page gave it) as the JSON text of
@@ -599,11 +628,19 @@ impl Gateway {
     /// The tools list of a principal whose view is `search` (else `None`): the meta-tools and
     /// the pinned tools it may use.
     fn search_listing(&self, principal: &Principal, kind: ListKind) -> Option<Vec<Value>> {
+        self.search_listing_in(&self.view(), principal, kind)
+    }
+
+    fn search_listing_in(
+        &self,
+        view: &View,
+        principal: &Principal,
+        kind: ListKind,
+    ) -> Option<Vec<Value>> {
         if kind != ListKind::Tools || principal.tool_view != ToolView::Search {
             return None;
         }
-        let view = self.view();
-        let tools = Gateway::visible(&view, principal, kind);
+        let tools = Gateway::visible(view, principal, kind);
         Some(tool_view::search_listing(
             &tools,
             &self.config().tool_search.pinned,

@@ -277,19 +277,11 @@ impl OpenApiFace {
                 return None;
             }
         }
-        let tools = gateway.list(principal, crate::catalog::ListKind::Tools);
-        let server_of = |tool: &Value| -> Option<String> {
-            let name = tool.get("name").and_then(Value::as_str)?;
-            Some(match catalog.tool(name)? {
-                Route::Builtin(_) => crate::config::BUILTIN_SERVER.to_string(),
-                Route::Backend { backend, .. } => backends.get(*backend)?.name().to_string(),
-            })
-        };
-        let owners: Vec<Option<String>> = tools.iter().map(server_of).collect();
+        // The tools, their servers and the catalog the document is kept under: one snapshot.
+        let (catalog, tools) = gateway.tools_with_servers(principal);
         let operations: Vec<document::Operation<'_>> = tools
             .iter()
-            .zip(&owners)
-            .filter_map(|(tool, owner)| {
+            .filter_map(|(owner, tool)| {
                 let owner = owner.as_deref()?;
                 server
                     .map_or(true, |s| s == owner)
