@@ -1132,9 +1132,18 @@ impl Gateway {
         } else {
             Vec::new()
         };
+        // What a listing costs in each view, measured on the catalog's own entries (not copied).
+        let view = self.view();
         let listing = |tool_view: ToolView| {
-            let tools = self.list(&principal.with_view(tool_view), ListKind::Tools);
-            json!({"tools": tools.len(), "bytes": tool_view::listing_bytes(&tools)})
+            let viewer = principal.with_view(tool_view);
+            let (tools, bytes) = match self.search_listing_in(&view, &viewer, ListKind::Tools) {
+                Some(listing) => (listing.len(), tool_view::listing_bytes(&listing)),
+                None => {
+                    let tools = Gateway::visible(&view, &viewer, ListKind::Tools);
+                    (tools.len(), tool_view::listing_bytes(&tools))
+                }
+            };
+            json!({"tools": tools, "bytes": bytes})
         };
         json!({
             "version": env!("CARGO_PKG_VERSION"),

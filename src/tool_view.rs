@@ -369,9 +369,24 @@ pub fn inner_call(params: &Map<String, Value>) -> Result<Map<String, Value>, Rpc
     Ok(inner)
 }
 
-/// The size of a listing in bytes (its compact JSON).
-pub fn listing_bytes(tools: &[Value]) -> usize {
-    serde_json::to_vec(tools).map(|b| b.len()).unwrap_or(0)
+/// The size of a listing in bytes (its compact JSON), counted as it is written: nothing is
+/// kept (a household's full listing is some 150 KB).
+pub fn listing_bytes<T: serde::Serialize>(tools: &[T]) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, tools) {
+        Ok(()) => count.0,
+        Err(_) => 0,
+    }
 }
 
 /// A rough token count of JSON text: one token per four bytes, the usual rule of thumb for
