@@ -1058,7 +1058,7 @@ impl Gateway {
         // The caller keeps `params` (for its audit line); a retry carries the answers as well.
         let mut retry: Option<Map<String, Value>> = None;
         for _ in 0..=MAX_INPUT_ROUNDS {
-            let sent = retry.clone().unwrap_or_else(|| params.clone());
+            let sent = retry.as_ref().unwrap_or(params);
             let result = backend
                 .call(method, sent, options.clone(), link)
                 .map_err(|e| {

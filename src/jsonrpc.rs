@@ -164,12 +164,16 @@ pub enum Message {
     Response {
         /// The id it answers.
         id: Value,
+        /// The whole message.
+        message: Value,
     },
 }
 
-/// Classifies one message, or says precisely why it is not a valid one.
-pub fn classify(value: &Value) -> Result<Message, RpcError> {
-    let Some(obj) = value.as_object() else {
+/// Classifies one message, or says precisely why it is not a valid one. It takes the message
+/// apart rather than copying its params (this runs on every request); a response keeps the
+/// whole message, for whoever waits for it.
+pub fn classify(value: Value) -> Result<Message, RpcError> {
+    let Value::Object(mut obj) = value else {
         return Err(RpcError::new(
             INVALID_REQUEST,
             "a JSON-RPC message must be a JSON object",
@@ -181,8 +185,7 @@ pub fn classify(value: &Value) -> Result<Message, RpcError> {
             "the message must contain \"jsonrpc\": \"2.0\"",
         ));
     }
-    let id = obj.get("id");
-    if let Some(id) = id {
+    if let Some(id) = obj.get("id") {
         if !(id.is_string() || id.is_i64() || id.is_u64()) {
             return Err(RpcError::new(
                 INVALID_REQUEST,
@@ -191,20 +194,24 @@ pub fn classify(value: &Value) -> Result<Message, RpcError> {
         }
     }
     match obj.get("method") {
-        Some(Value::String(method)) => {
-            let params = match obj.get("params") {
+        Some(Value::String(_)) => {
+            let params = match obj.remove("params") {
                 None | Some(Value::Null) => Map::new(),
-                Some(Value::Object(p)) => p.clone(),
+                Some(Value::Object(p)) => p,
                 Some(_) => return Err(RpcError::new(INVALID_REQUEST, "\"params\" must be an object")),
             };
-            Ok(match id {
-                Some(id) => Message::Request { id: id.clone(), method: method.clone(), params },
-                None => Message::Notification { method: method.clone(), params },
+            let method = match obj.remove("method") {
+                Some(Value::String(method)) => method,
+                _ => String::new(), // (matched as a string just above)
+            };
+            Ok(match obj.remove("id") {
+                Some(id) => Message::Request { id, method, params },
+                None => Message::Notification { method, params },
             })
         }
         Some(_) => Err(RpcError::new(INVALID_REQUEST, "\"method\" must be a string")),
-        None => match id {
-            Some(id) if obj.contains_key("result") || obj.contains_key("error") => Ok(Message::Response { id: id.clone() }),
+        None => match obj.get("id") {
+            Some(id) if obj.contains_key("result") || obj.contains_key("error") => Ok(Message::Response { id: id.clone(), message: Value::Object(obj) }),
             _ => Err(RpcError::new(INVALID_REQUEST, "the message has no \"method\" (not a request) and no \"result\" or \"error\" (not a response)")),
         },
     }
@@ -223,12 +230,12 @@ mod tests {
     fn classifies_all_kinds() {
         let req = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
         assert!(
-            matches!(classify(&req), Ok(Message::Request { method, .. }) if method == "tools/list")
+            matches!(classify(req), Ok(Message::Request { method, .. }) if method == "tools/list")
         );
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-        assert!(matches!(classify(&note), Ok(Message::Notification { .. })));
+        assert!(matches!(classify(note), Ok(Message::Notification { .. })));
         let resp = json!({"jsonrpc": "2.0", "id": "a", "result": {}});
-        assert!(matches!(classify(&resp), Ok(Message::Response { .. })));
+        assert!(matches!(classify(resp), Ok(Message::Response { .. })));
     }
 
     #[test]
@@ -244,7 +251,7 @@ mod tests {
             ),
             (json!({"jsonrpc": "2.0", "id": 1}), "no \"method\""),
         ] {
-            let err = classify(&bad).expect_err("must be rejected");
+            let err = classify(bad).expect_err("must be rejected");
             assert_eq!(err.code, INVALID_REQUEST);
             assert!(
                 err.message.contains(needle),

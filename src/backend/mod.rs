@@ -475,7 +475,7 @@ impl Backend {
         let mut params = Map::new();
         params.insert(key.into(), value);
         let mut ignore = |_: Value| {};
-        self.call(method, params, CallOptions::default(), &mut ignore)
+        self.call(method, &params, CallOptions::default(), &mut ignore)
     }
 
     /// Sends `method` with `params` to the backend and returns its `result`.
@@ -487,7 +487,7 @@ impl Backend {
     pub fn call(
         &self,
         method: &str,
-        params: Map<String, Value>,
+        params: &Map<String, Value>,
         options: CallOptions,
         link: &mut dyn ClientLink,
     ) -> Result<Value, CallError> {
@@ -495,7 +495,7 @@ impl Backend {
         let deadline = Instant::now() + self.config.timeout;
         let _slot = self.acquire_slot()?;
         let started = Instant::now();
-        let result = self.call_once(method, &params, &options, link, true, deadline);
+        let result = self.call_once(method, params, &options, link, true, deadline);
         let mut m = self.status.lock().unwrap_or_else(|e| e.into_inner());
         m.calls += 1;
         m.last_latency_ms = Some(started.elapsed().as_millis() as u64);
@@ -618,7 +618,12 @@ impl Backend {
                 if let Some(error) = response.get("error") {
                     return Err(CallError::Rpc(RpcError::from_value(error)));
                 }
-                Ok(response.get("result").cloned().unwrap_or_else(|| json!({})))
+                // Taken out, not copied: a result can be megabytes.
+                let mut response = response;
+                Ok(response
+                    .as_object_mut()
+                    .and_then(|message| message.remove("result"))
+                    .unwrap_or_else(|| json!({})))
             }
             Err(TransportError::SessionExpired) if may_retry => {
                 log::info!(
@@ -1127,7 +1132,7 @@ impl Backend {
             if let Some(c) = cursor.take() {
                 params.insert("cursor".to_string(), c);
             }
-            let result = self.call(method, params, CallOptions::default(), &mut |_| {})?;
+            let result = self.call(method, &params, CallOptions::default(), &mut |_| {})?;
             if let Some(Value::Array(page)) = result.get(key) {
                 items.extend(page.iter().cloned());
             }

@@ -234,20 +234,25 @@ impl McpFace {
                 &[],
             );
         }
-        let message = match jsonrpc::classify(&value) {
+        let id_if_refused = value
+            .get("id")
+            .filter(|id| id.is_string() || id.is_number())
+            .cloned()
+            .unwrap_or(Value::Null);
+        let message = match jsonrpc::classify(value) {
             Ok(m) => m,
             Err(error) => {
-                let id = value
-                    .get("id")
-                    .filter(|id| id.is_string() || id.is_number())
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                return respond_json(request, 400, &jsonrpc::error_response(&id, &error), &[]);
+                return respond_json(
+                    request,
+                    400,
+                    &jsonrpc::error_response(&id_if_refused, &error),
+                    &[],
+                );
             }
         };
         let session_header = request_header(&request, SESSION_HEADER).map(str::to_string);
         match message {
-            Message::Response { id, .. } => {
+            Message::Response { id, message } => {
                 if let Some(session) = &session_header {
                     let key = format!("{session}|{}", jsonrpc::id_key(&id));
                     let waiting = self
@@ -257,7 +262,7 @@ impl McpFace {
                         .remove(&key);
                     match waiting {
                         Some((_, tx)) => {
-                            let _ = tx.send(value.clone());
+                            let _ = tx.send(message);
                         }
                         None => log::debug!("a response to no request of ours ({key})"),
                     }

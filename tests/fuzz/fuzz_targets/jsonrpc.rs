@@ -18,7 +18,8 @@ fuzz_target!(|data: &[u8]| {
     if value.is_array() {
         return;
     }
-    match jsonrpc::classify(&value) {
+    // (`classify` takes the message apart; the original stays here to check against.)
+    match jsonrpc::classify(value.clone()) {
         Ok(Message::Request { id, method, params }) => {
             assert_eq!(value["id"], id);
             assert_eq!(value["method"].as_str(), Some(method.as_str()));
@@ -31,8 +32,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(value["method"].as_str(), Some(method.as_str()));
             check_params(&value, &params);
         }
-        Ok(Message::Response { id }) => {
+        Ok(Message::Response { id, message }) => {
             assert_eq!(value["id"], id);
+            assert_eq!(message, value, "a response is passed on whole");
             assert!(value.get("result").is_some() || value.get("error").is_some());
             // What the gateway reads from a backend's error member, and writes back.
             if let Some(error) = value.get("error") {
@@ -66,8 +68,8 @@ fn check_answers(id: &Value) {
     ] {
         let text = answer.to_string();
         let back: Value = serde_json::from_str(&text).expect("our own answer re-parses");
-        match jsonrpc::classify(&back) {
-            Ok(Message::Response { id: got }) => {
+        match jsonrpc::classify(back) {
+            Ok(Message::Response { id: got, .. }) => {
                 assert_eq!(&got, id);
                 assert_eq!(jsonrpc::id_key(&got), jsonrpc::id_key(id));
             }

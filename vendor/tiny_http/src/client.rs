@@ -304,12 +304,17 @@ impl ClientConnection {
             return Err(aborted("the previous body was not read to its end"));
         }
         let mut skip = self.conn.take_skip();
-        let mut scratch = [0u8; 8192];
-        while skip > 0 {
-            let want = skip.min(scratch.len());
-            match self.next_header_source.read(&mut scratch[..want]) {
-                Ok(0) | Err(_) => return Err(aborted("the previous request's body did not come")),
-                Ok(n) => skip -= n,
+        if skip > 0 {
+            // (Only here: zeroing 8 KiB for every request showed in profiles.)
+            let mut scratch = [0u8; 8192];
+            while skip > 0 {
+                let want = skip.min(scratch.len());
+                match self.next_header_source.read(&mut scratch[..want]) {
+                    Ok(0) | Err(_) => {
+                        return Err(aborted("the previous request's body did not come"))
+                    }
+                    Ok(n) => skip -= n,
+                }
             }
         }
         Ok(!self.next_header_source.wait_turn().buffer().is_empty())
