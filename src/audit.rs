@@ -9,7 +9,7 @@
 //! and, with `on_failure: "refuse"`, calls are refused until a line is written again.
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -122,7 +122,7 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "is_empty")]
     outcome: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    arguments: Option<Value>,
+    arguments: Option<Redacted<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -208,7 +208,10 @@ impl AuditLog {
             server: entry.server,
             name: entry.name,
             outcome: entry.outcome,
-            arguments: entry.arguments.map(|a| self.redacted(a)),
+            arguments: entry.arguments.map(|value| Redacted {
+                value,
+                redact: &self.redact,
+            }),
             detail: entry
                 .detail
                 .map(|d| crate::untrusted::shortened(d, 300).to_string()),
@@ -250,29 +253,58 @@ impl AuditLog {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
+}
 
-    /// `value` with the values of sensitive keys replaced, at any depth.
-    pub fn redacted(&self, value: &Value) -> Value {
-        match value {
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| {
-                        let lower = k.to_ascii_lowercase();
-                        let sensitive = lower == "key"
-                            || lower.ends_with("_key")
-                            || lower.ends_with("-key")
-                            || self.redact.iter().any(|s| lower.contains(s.as_str()));
-                        let shown = if sensitive {
-                            json!("[redacted]")
-                        } else {
-                            self.redacted(v)
-                        };
-                        (k.clone(), shown)
-                    })
-                    .collect(),
-            ),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.redacted(v)).collect()),
-            other => other.clone(),
+/// A call's arguments as the audit log shows them: written with the values of sensitive keys
+/// replaced, at any depth, straight from the caller's value (no redacted copy is built).
+struct Redacted<'a> {
+    value: &'a Value,
+    redact: &'a [String],
+}
+
+impl Redacted<'_> {
+    fn is_sensitive(&self, key: &str) -> bool {
+        let lower = key.to_ascii_lowercase();
+        lower == "key"
+            || lower.ends_with("_key")
+            || lower.ends_with("-key")
+            || self.redact.iter().any(|s| lower.contains(s.as_str()))
+    }
+
+    fn nested<'b>(&self, value: &'b Value) -> Redacted<'b>
+    where
+        Self: 'b,
+    {
+        Redacted {
+            value,
+            redact: self.redact,
+        }
+    }
+}
+
+impl Serialize for Redacted<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.value {
+            Value::Object(map) => {
+                let mut out = serializer.serialize_map(Some(map.len()))?;
+                for (key, value) in map {
+                    if self.is_sensitive(key) {
+                        out.serialize_entry(key, "[redacted]")?;
+                    } else {
+                        out.serialize_entry(key, &self.nested(value))?;
+                    }
+                }
+                out.end()
+            }
+            Value::Array(items) => {
+                let mut out = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    out.serialize_element(&self.nested(item))?;
+                }
+                out.end()
+            }
+            other => other.serialize(serializer),
         }
     }
 }
@@ -420,6 +452,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn dir(tag: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("mcpgw-audit-{tag}-{}", std::process::id()));

@@ -183,7 +183,9 @@ impl View {
 struct Counters {
     labels: &'static [&'static str],
     cap: usize,
-    series: Mutex<BTreeMap<Vec<String>, u64>>,
+    /// Sorted by label values: found by binary search with the caller's borrowed values, so
+    /// counting a request copies no strings (this runs several times per request).
+    series: Mutex<Vec<(Vec<String>, u64)>>,
 }
 
 impl Counters {
@@ -195,25 +197,41 @@ impl Counters {
         Counters {
             labels,
             cap,
-            series: Mutex::new(BTreeMap::new()),
+            series: Mutex::new(Vec::new()),
         }
     }
 
     fn add(&self, values: &[&str]) {
         debug_assert_eq!(values.len(), self.labels.len());
-        let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        let key = if series.contains_key(&key) || series.len() < self.cap {
-            key
-        } else {
-            vec![OTHER.to_string(); self.labels.len()]
+        let position = |series: &[(Vec<String>, u64)], values: &[&str]| {
+            series.binary_search_by(|(key, _)| {
+                key.iter().map(String::as_str).cmp(values.iter().copied())
+            })
         };
-        *series.entry(key).or_insert(0) += 1;
+        let over_cap;
+        let values = match position(&series, values) {
+            Ok(found) => {
+                series[found].1 += 1;
+                return;
+            }
+            Err(_) if series.len() < self.cap => values,
+            Err(_) => {
+                over_cap = vec![OTHER; values.len()];
+                &over_cap[..]
+            }
+        };
+        match position(&series, values) {
+            Ok(found) => series[found].1 += 1,
+            Err(at) => series.insert(at, (values.iter().map(|v| v.to_string()).collect(), 1)),
+        }
     }
 
     fn snapshot(&self) -> Vec<(Vec<String>, u64)> {
-        let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        series.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        self.series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -273,7 +291,10 @@ impl Metrics {
 
     /// Counts one HTTP answer.
     pub fn count_request(&self, face: Face, status: u16) {
-        self.http.add(&[face.as_str(), &status.to_string()]);
+        // Three digits without a String (this runs on every request).
+        let digits = [100, 10, 1].map(|place| b'0' + (status / place % 10) as u8);
+        self.http
+            .add(&[face.as_str(), std::str::from_utf8(&digits).unwrap_or("000")]);
     }
 
     /// Counts what one audit entry says: a call (`tools/call`, `prompts/get`, `resources/read`,
@@ -298,15 +319,20 @@ impl Metrics {
         if let Some(duration) = duration {
             self.latency.record(server, duration);
             let mut durations = self.durations.lock().unwrap_or_else(|e| e.into_inner());
-            let key = if durations.contains_key(server) || durations.len() < self.duration_cap {
-                server
+            let seconds = duration.as_secs_f64();
+            if let Some(histogram) = durations.get_mut(server) {
+                histogram.observe(seconds);
             } else {
-                OTHER
-            };
-            durations
-                .entry(key.to_string())
-                .or_default()
-                .observe(duration.as_secs_f64());
+                let key = if durations.len() < self.duration_cap {
+                    server
+                } else {
+                    OTHER
+                };
+                durations
+                    .entry(key.to_string())
+                    .or_default()
+                    .observe(seconds);
+            }
         }
     }
 

@@ -1,8 +1,11 @@
 use std::io::Result as IoResult;
 use std::io::{Read, Write};
 
-use std::sync::mpsc::channel;
-use std::sync::mpsc::{Receiver, Sender};
+// mcp-gateway patch: `sync_channel(1)`, not `channel()`: each carries one message, and a list
+// channel's first block (31 slots of a buffered reader, over 2 KiB) was allocated and freed for
+// every request, which musl's allocator served with an mmap and a munmap each time.
+use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{Receiver, SyncSender as Sender};
 use std::sync::{Arc, Mutex};
 
 use std::mem;
@@ -77,7 +80,7 @@ impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {
     type Item = SequentialReader<R>;
 
     fn next(&mut self) -> Option<SequentialReader<R>> {
-        let (tx, rx) = channel();
+        let (tx, rx) = sync_channel(1);
 
         let inner = mem::replace(&mut self.inner, SequentialReaderBuilderInner::NotFirst(rx));
 
@@ -98,7 +101,7 @@ impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {
 impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
     type Item = SequentialWriter<W>;
     fn next(&mut self) -> Option<SequentialWriter<W>> {
-        let (tx, rx) = channel();
+        let (tx, rx) = sync_channel(1);
         let mut next_next_trigger = Some(rx);
         ::std::mem::swap(&mut next_next_trigger, &mut self.next_trigger);
 
