@@ -16,8 +16,9 @@ its own process group and killed on exit:
     stateless, JSON answers, one tool `add(a, b)`), over Streamable HTTP; peers that can only front
     a stdio server get the same file over stdio, as their own child;
  3. starts mcp-gateway (one backend, `bench`) and each peer, timing exec to first good answer;
- 4. measures, interleaved: concurrency 1 round-robin call by call over every path, then at 16 and
-    64 connections (wrk, one thread) in short slices taken path after path, several rounds;
+ 4. measures, interleaved: concurrency 1 round-robin call by call over every path (each round in a
+    new order), then at 16 and 64 connections (wrk, one thread) in short slices taken path after
+    path, several rounds;
     memory (RSS, PSS) idle and after load, CPU per call from /proc; the OpenAI face (time to first
     token, one tool round) against the tests' scripted upstream LLM;
  5. prints Markdown tables, with ratios to the backend called directly and to "the ceiling":
@@ -25,7 +26,9 @@ its own process group and killed on exit:
 
 Options: --quick (tiny counts, well under 2 minutes without installs), --skip KEY (a peer:
 supergateway, supergateway-stateless, mcp-proxy-npm, mcp-proxy-py, mcpo, contextforge),
---build (cargo build --release first), --gateway-bin PATH, --out FILE (the tables, also).
+--build (cargo build --release first), --gateway-bin PATH, --baseline-bin PATH (another build of
+mcp-gateway, measured as a peer of its own in the same run: before and after a change),
+--out FILE (the tables, also).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import hashlib
 import http.client
 import json
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -581,36 +585,45 @@ class Bench:
 
     # -- mcp-gateway --
 
-    def start_gateway(self) -> None:
-        binary = Path(self.args.gateway_bin)
+    def start_gateway(self, binary: Path | None = None, baseline: bool = False) -> None:
+        """Starts mcp-gateway (`--gateway-bin`), or with `baseline` the other build that
+        `--baseline-bin` names, as a peer of its own: its two paths are measured in the same
+        interleaved run, so a change is compared before and after on one machine at one time.
+        The ceiling and the OpenAI face stay the main binary's."""
+        binary = binary or Path(self.args.gateway_bin)
         port = support.free_port()
-        folder = self.workdir / "gateway"
+        folder = self.workdir / ("gateway-baseline" if baseline else "gateway")
         folder.mkdir()
         config = folder / "gateway.json"
         section: dict[str, Any] = {"listen": f"127.0.0.1:{port}", "state_dir": str(folder / "state"),
                                    "mcpServers": {"bench": {"type": "streamable-http", "url": self.backend_url}}}
-        if self.llm is not None:
+        if self.llm is not None and not baseline:
             section["openai"] = {"upstream": {"base_url": self.llm.base_url, "models": ["tiny"], "timeout_ms": 10000},
                                  "tools": ["bench__*"]}
         config.write_text(json.dumps(section, indent=2))
         done = run([str(binary), "token", "create", "bench", "--config", str(config)], 30)
         token = [line.strip() for line in done.stdout.splitlines() if line.strip()][-1]
         version = run([str(binary), "--version"], 30).stdout.strip().split()[-1]
-        peer = Peer("mcp-gateway", "mcp-gateway", version,
-                    "`serve`, the default config (8 workers, audit log on) and one backend, `bench`")
+        key, label = ("mcp-gateway-baseline", "mcp-gateway (baseline)") if baseline else ("mcp-gateway", "mcp-gateway")
+        peer = Peer(key, label, version,
+                    "`serve`, the default config (8 workers, audit log on) and one backend, `bench`"
+                    + (f"; the baseline build `{binary}`" if baseline else ""))
         peer.size_bytes, peer.size_note = binary.stat().st_size, "the binary"
-        peer.proc, started = self.spawn("mcp-gateway", [str(binary), "serve", "--config", str(config)], env=support.gateway_env())
-        modern = modern_path("gw-modern", "mcp-gateway, 2026-07-28", peer, port, "/mcp", "bench__add", "HTTP",
+        peer.proc, started = self.spawn(key, [str(binary), "serve", "--config", str(config)], env=support.gateway_env())
+        prefix = "gwb" if baseline else "gw"
+        modern = modern_path(f"{prefix}-modern", f"{label}, 2026-07-28", peer, port, "/mcp", "bench__add", "HTTP",
                              token=token, shared_backend=self.backend_peer)
         peer.start_ms = first_answer_ms(peer, modern, started)
-        legacy = handshake_path("gw-session", "mcp-gateway, handshake + session", peer, port, "/mcp", "bench__add", "HTTP",
-                                token=token, shared_backend=self.backend_peer)
+        legacy = handshake_path(f"{prefix}-session", f"{label}, handshake + session", peer, port, "/mcp", "bench__add",
+                                "HTTP", token=token, shared_backend=self.backend_peer)
         legacy.prepare()
+        self.peers.append(peer)
+        self.paths += [modern, legacy]
+        if baseline:
+            return
         ceiling = BenchPath("ceiling", "ceiling: mcp-gateway GET /health", peer, port, "/health", "plain GET", "none",
                             method="GET", expect=('"ok"',))
-        self.peers.append(peer)
         self.paths[:0] = [ceiling]
-        self.paths += [modern, legacy]
         self.gateway_base, self.gateway_token = f"http://127.0.0.1:{port}", token
 
     # -- the peers, each in a function of its own --
@@ -774,9 +787,13 @@ def warm_up(paths: list[BenchPath], calls: int) -> None:
 
 
 def concurrency_one(paths: list[BenchPath], budget: Budget) -> None:
-    """Call by call, round-robin over the paths: path A, B, C, ..., A, B, C, ...; a slow path takes
+    """Call by call, round-robin over the paths, each round in a new order (seeded, so a run can be
+    repeated): a fixed order favoured or penalised a path by its place, e.g. the one after the
+    backend's own call found the backend still finishing that answer's work. A slow path takes
     its turn every so many rounds. Stops at the count or the deadline."""
     clients = {p.key: Client(p) for p in paths}
+    shuffler = random.Random(20)
+    order = list(paths)
     for p in paths:
         p.results[1] = LevelResult()
     every = max(1, budget.c1_calls // max(1, budget.c1_slow_calls))
@@ -786,7 +803,8 @@ def concurrency_one(paths: list[BenchPath], budget: Budget) -> None:
             if time.monotonic() > deadline:
                 log(f"concurrency 1: deadline reached after {i} rounds")
                 break
-            for p in paths:
+            shuffler.shuffle(order)
+            for p in order:
                 if p.slow and (i % every != 0 or p.results[1].good >= budget.c1_slow_calls):
                     continue
                 seconds = clients[p.key].call()
@@ -1102,6 +1120,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny counts (CI keeps it working with this)")
     parser.add_argument("--gateway-bin", default=None, help="the mcp-gateway binary (default: target/release/mcp-gateway)")
     parser.add_argument("--build", action="store_true", help="cargo build --release first")
+    parser.add_argument("--baseline-bin", default=None, metavar="PATH",
+                        help="another mcp-gateway build, measured beside --gateway-bin in the same run (before/after)")
     parser.add_argument("--skip", action="append", default=[], metavar="PEER", help="leave a peer out (repeatable)")
     parser.add_argument("--out", type=Path, default=None, help="also write the tables to this file")
     args = parser.parse_args()
@@ -1116,6 +1136,8 @@ def main() -> int:
     args.gateway_bin = str(Path(args.gateway_bin or REPO / "target" / "release" / "mcp-gateway").resolve())
     if not Path(args.gateway_bin).is_file():
         sys.exit(f"{args.gateway_bin} not found: build it (`cargo build --release`, or --build) or pass --gateway-bin")
+    if args.baseline_bin and not Path(args.baseline_bin).is_file():
+        sys.exit(f"--baseline-bin {args.baseline_bin} not found")
 
     # SIGTERM and SIGHUP end the run like Ctrl-C: through the finally below, which stops everything.
     def interrupted(signum: int, _frame: Any) -> None:
@@ -1139,6 +1161,9 @@ def main() -> int:
         bench.start_backend()
         log("starting mcp-gateway")
         bench.start_gateway()
+        if args.baseline_bin:
+            log(f"starting the baseline mcp-gateway, {args.baseline_bin}")
+            bench.start_gateway(Path(args.baseline_bin), baseline=True)
         pypi = pypi_closures(["mcp-proxy", "mcpo", "mcp-contextforge-gateway"])
         bench.try_peer("supergateway", "supergateway (stateful)", lambda: bench.start_supergateway(stateful=True))
         bench.try_peer("supergateway-stateless", "supergateway (stateless)", lambda: bench.start_supergateway(stateful=False))
@@ -1174,7 +1199,7 @@ def main() -> int:
         "",
         "Every path answers `add(2, 40)` from the same backend, tests/bench/peers/fast_backend.py (the official "
         "MCP Python SDK's MCPServer, stateless, JSON answers). Concurrency 1: round-robin call by call over all "
-        f"paths, keep-alive (Python http.client), {budget.c1_calls} calls per path. Concurrency "
+        f"paths, each round in a new (seeded) order, keep-alive (Python http.client), {budget.c1_calls} calls per path. Concurrency "
         f"{' and '.join(map(str, budget.levels))}: wrk, one thread, that many keep-alive connections, "
         f"{budget.rounds} round(s) of {budget.slice_s:g} s slices (up to {4 * budget.slice_s:g} s for a path too slow to "
         "answer each connection twice in that) taken path after path, every process idle "
