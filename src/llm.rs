@@ -182,12 +182,19 @@ impl Upstream {
 
     /// A streamed chat completion: `on_chunk` gets each `chat.completion.chunk` as it arrives.
     pub fn stream(&self, body: &Value, on_chunk: &mut dyn FnMut(Value)) -> Result<(), LlmError> {
-        let builder = self.authorised(
-            self.agent
-                .post(format!("{}/chat/completions", self.base_url))
-                .header("Content-Type", "application/json")
-                .header("Accept", "text/event-stream"),
-        );
+        // Silence longer than the timeout between two pieces of the stream ends the wait: ureq
+        // restarts `timeout_per_read` for each read of the socket (the whole answer is bounded
+        // by MAX_STREAM). The events are read on this thread: no reader thread per chat.
+        let builder = self
+            .authorised(
+                self.agent
+                    .post(format!("{}/chat/completions", self.base_url))
+                    .header("Content-Type", "application/json")
+                    .header("Accept", "text/event-stream"),
+            )
+            .config()
+            .timeout_per_read(Some(self.timeout))
+            .build();
         let response = builder
             .send(body.to_string())
             .map_err(|e| self.map_error(e))?;
@@ -207,28 +214,7 @@ impl Upstream {
             on_chunk(completion_as_chunk(&value));
             return Ok(());
         }
-        // Events are read on a thread of their own so that silence longer than the timeout
-        // ends the wait (ureq bounds a whole body, not the gap between two pieces of it).
-        let (tx, rx) =
-            std::sync::mpsc::sync_channel::<std::io::Result<Option<crate::sse::SseEvent>>>(64);
-        let reader = response.into_body().into_reader();
-        let spawned = std::thread::Builder::new()
-            .name("llm-stream".into())
-            .spawn(move || {
-                let mut events = SseReader::new(BufReader::new(reader));
-                loop {
-                    let next = events.next_event();
-                    let end = !matches!(next, Ok(Some(_)));
-                    if tx.send(next).is_err() || end {
-                        return;
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            return Err(LlmError::Protocol(format!(
-                "cannot start a reader thread: {e}"
-            )));
-        }
+        let mut events = SseReader::new(BufReader::new(response.into_body().into_reader()));
         // A stream that ends with neither `[DONE]` nor a finish reason was cut short (a server
         // that failed after its 200): a failure, never a finished answer.
         let mut finished = false;
@@ -239,18 +225,18 @@ impl Upstream {
             )
         };
         loop {
-            let next = match rx.recv_timeout(self.timeout) {
-                Ok(next) => next,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(LlmError::Timeout(self.timeout))
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) if finished => return Ok(()),
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Err(cut_short()),
-            };
-            match next {
+            match events.next_event() {
                 Ok(Some(event)) => {
                     let data = event.data.trim();
                     if data == "[DONE]" {
+                        // Read on to the end of the body, so that the connection goes back to
+                        // the pool: real servers end it right after [DONE]; one that holds it
+                        // open costs this worker at most the timeout, and the connection.
+                        for _ in 0..8 {
+                            if !matches!(events.next_event(), Ok(Some(_))) {
+                                break;
+                            }
+                        }
                         return Ok(());
                     }
                     match serde_json::from_str::<Value>(data) {
