@@ -1,5 +1,3 @@
-use ascii::AsciiString;
-
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
 use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
@@ -118,10 +116,14 @@ impl ClientConnection {
     ///
     /// mcp-gateway patch: every byte counts against `head_bytes_left`, so that neither one
     /// line nor the whole head can grow without bound.
-    fn read_next_line(&mut self) -> Result<AsciiString, ReadError> {
+    /// Reads the next line of the head into `buf` (emptied first; the line without its CRLF,
+    /// checked to be ASCII).
+    /// mcp-gateway patch: one buffer for every line of a head, kept by the caller (a line used
+    /// to be an allocation of its own, and then copied into the header's strings).
+    fn read_next_line(&mut self, buf: &mut Vec<u8>) -> Result<(), ReadError> {
         // mcp-gateway patch: scans the buffered bytes for the line's end instead of reading
         // one byte per call through the sequential reader (a fifth of a request's CPU)
-        let mut buf = Vec::new();
+        buf.clear();
         let reader = self.next_header_source.wait_turn();
         loop {
             let available = match reader.fill_buf() {
@@ -150,12 +152,13 @@ impl ClientConnection {
             // a bare LF is part of the line, as before: only CRLF ends it
             if line_end && buf.len() >= 2 && buf[buf.len() - 2] == b'\r' {
                 buf.truncate(buf.len() - 2);
-                return AsciiString::from_ascii(buf).map_err(|_| {
-                    ReadError::ReadIoError(IoError::new(
+                if !buf.is_ascii() {
+                    return Err(ReadError::ReadIoError(IoError::new(
                         ErrorKind::InvalidInput,
                         "Header is not in ASCII",
-                    ))
-                });
+                    )));
+                }
+                return Ok(());
             }
         }
     }
@@ -172,12 +175,10 @@ impl ClientConnection {
 
         let (method, path, version, headers) = {
             // reading the request line
+            let mut line = Vec::with_capacity(128);
             let (method, path, version) = {
-                let line = self.read_next_line()?;
-
-                parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?
+                self.read_next_line(&mut line)?;
+                parse_request_line(ascii_str(&line).trim())?
             };
 
             // mcp-gateway patch: see ReadError::UnsupportedVersion
@@ -187,9 +188,10 @@ impl ClientConnection {
 
             // getting all headers
             let headers = {
-                let mut headers = Vec::new();
+                // mcp-gateway patch: room for a usual client's headers from the start
+                let mut headers = Vec::with_capacity(16);
                 loop {
-                    let line = self.read_next_line()?;
+                    self.read_next_line(&mut line)?;
 
                     if line.is_empty() {
                         break;
@@ -198,8 +200,7 @@ impl ClientConnection {
                     if headers.len() >= self.max_headers {
                         return Err(ReadError::HeadTooLarge);
                     }
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
-                        // TODO: remove this conversion
+                    headers.push(match FromStr::from_str(ascii_str(&line).trim()) {
                         Ok(h) => h,
                         _ => return Err(ReadError::WrongHeader(version)),
                     });
@@ -470,6 +471,11 @@ fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadE
     method
         .and_then(|method| Some((method, path?, version?)))
         .ok_or(ReadError::WrongRequestLine)
+}
+
+/// mcp-gateway patch: a head line that `read_next_line` checked to be ASCII, as text.
+fn ascii_str(line: &[u8]) -> &str {
+    std::str::from_utf8(line).unwrap_or("")
 }
 
 #[cfg(test)]
