@@ -746,6 +746,49 @@ def test_a_slow_but_steady_stream_is_not_cut_by_the_timeout(troubled):
     assert seen.errors == [] and seen.text == answer and seen.finish_reasons == ["stop"], seen.describe()
 
 
+def test_a_streamed_chat_starts_no_thread(troubled):
+    """Issue 20: no thread is created on the path of a call once connections are warm. While the
+    upstream is silent mid-stream (the moment a reader thread of its own would be waiting), every
+    thread of the gateway is one that was there before the chat."""
+    g, fake = troubled
+    fake.script([text("Warm.")], repeat_last=True)
+    for _ in range(2):  # the upstream connection pooled, the connection threads there
+        assert stream_chat(g, {"model": MODEL, "stream": True, "messages": ask()}).text == "Warm."
+    time.sleep(0.3)
+    tasks = Path(f"/proc/{g.proc.pid}/task")
+    before = {t.name for t in tasks.iterdir()}
+    fake.script([text("Hello there, the answer is 42.", stall=1.0, stall_after=2)])
+    first_words = threading.Event()
+    seen: dict[str, Any] = {}
+
+    def chat() -> None:
+        hdrs = g.auth()
+        body = {"model": MODEL, "stream": True, "messages": ask()}
+        with httpx2.stream("POST", f"{g.base}/v1/chat/completions", json=body, headers=hdrs, timeout=15) as r:
+            seen["status"] = r.status_code
+            seen["lines"] = []
+            for line in r.iter_lines():
+                if line.startswith("data:") and '"content"' in line:
+                    first_words.set()
+                seen["lines"].append(line)
+        first_words.set()
+
+    worker = threading.Thread(target=chat)
+    worker.start()
+    assert first_words.wait(10), "no words arrived"
+    time.sleep(0.2)  # inside the upstream's 1 s of silence
+    new = {}
+    for tid in {t.name for t in tasks.iterdir()} - before:
+        try:
+            new[tid] = (tasks / tid / "comm").read_text().strip()
+        except OSError:
+            new[tid] = "(gone)"
+    worker.join(15)
+    assert not worker.is_alive() and seen.get("status") == 200, seen
+    assert "data: [DONE]" in seen["lines"], seen
+    assert not new, f"threads started during the chat (id: name): {new}"
+
+
 # --- show_tool_calls, a prompt file, long results --------------------------------------------------
 
 
