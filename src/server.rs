@@ -435,7 +435,13 @@ enum BodyError {
 fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, BodyError> {
     // Sized from Content-Length (a few hundred bytes for most calls): read_to_end's growth
     // would reach 8 KiB, and musl's allocator maps and unmaps a page for that on every request.
-    let declared = request.body_length().unwrap_or(0).min(limit + 1);
+    // At most what tiny_http has already read in advance: a client that declares megabytes and
+    // sends nothing must not make a connection hold them.
+    let declared = request
+        .body_length()
+        .unwrap_or(0)
+        .min(limit + 1)
+        .min(oauth_face::MAX_BODY_BYTES);
     let mut body = Vec::with_capacity(declared);
     match request
         .as_reader()
