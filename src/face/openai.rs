@@ -840,7 +840,7 @@ impl ToolLoop<'_> {
     /// them; the meta-tools and the pinned ones; or with `auto`, all while they fit in
     /// `max_tool_tokens`, else the meta-tools, the pinned ones and the best ones for the user's
     /// last message (at most 20) within the budget.
-    fn offered_tools(&self, messages: &[Value]) -> Vec<Value> {
+    fn offered_tools(&self, last_user_text: &str) -> Vec<Value> {
         use crate::tool_view::{self as tv, OpenAiView, ToolView};
         let globs = &self.settings.tools;
         let full = self.principal.with_view(ToolView::Full);
@@ -875,19 +875,16 @@ impl ToolLoop<'_> {
         if view == OpenAiView::Search {
             return chosen;
         }
-        let query = messages
-            .iter()
-            .rev()
-            .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-            .map(message_text)
-            .unwrap_or_default();
         let by_name: HashMap<&str, &Value> = everything
             .iter()
             .filter_map(|f| Some((f.pointer("/function/name")?.as_str()?, f)))
             .collect();
         let mut bytes = tv::listing_bytes(&chosen);
         let mut added = 0;
-        for found in self.gateway.search_tools(&full, &query, None, all.len()) {
+        for found in self
+            .gateway
+            .search_tools(&full, last_user_text, None, all.len())
+        {
             let name = found.get("name").and_then(Value::as_str).unwrap_or("");
             let Some(function) = by_name.get(name) else {
                 continue;
@@ -941,7 +938,7 @@ impl ToolLoop<'_> {
         let ours = if plain || task {
             Vec::new()
         } else {
-            self.offered_tools(&client_messages)
+            self.offered_tools(&chat.last_user_text)
         };
         let mut messages = Vec::new();
         if let (Some(prompt), false) = (&self.settings.system_prompt, plain || task) {
