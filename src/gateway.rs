@@ -2,7 +2,7 @@
 //! one path a tool call takes (route, call, report).
 
 use crate::audit::AuditContext;
-use crate::backend::{Backend, CallError, CallOptions};
+use crate::backend::{Backend, CallError, CallOptions, ResultJson};
 use crate::builtin;
 use crate::catalog::{Catalog, Route, Source};
 use crate::config::Config;
@@ -401,6 +401,7 @@ impl Gateway {
         params.insert("name".into(), json!(name));
         params.insert("arguments".into(), arguments);
         self.call_tool_params(principal, params, options, link)
+            .map(ResultJson::into_value)
     }
 
     /// The one entry for every request that reaches a backend, from every face: resolves the
@@ -415,7 +416,7 @@ impl Gateway {
         params: Map<String, Value>,
         options: CallOptions,
         link: &mut dyn ClientLink,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<ResultJson, RpcError> {
         let view = self.view();
         let catalog = &view.catalog;
         let backend_at = |index: usize| view.backends.get(index);
@@ -700,7 +701,7 @@ impl Gateway {
         mut params: Map<String, Value>,
         options: CallOptions,
         link: &mut dyn ClientLink,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<ResultJson, RpcError> {
         let name = params
             .get("name")
             .and_then(Value::as_str)
@@ -745,7 +746,8 @@ impl Gateway {
                     .cloned()
                     .unwrap_or_else(|| json!({}));
                 let started = Instant::now();
-                let outcome = builtin::call(self, principal, tool, &arguments);
+                let outcome =
+                    builtin::call(self, principal, tool, &arguments).map(ResultJson::from);
                 let call = Audited::tool("gateway", &name, &params);
                 self.audit_outcome(options.audit.as_ref(), &call, started, &outcome);
                 return outcome;
@@ -780,7 +782,7 @@ impl Gateway {
                 &params,
                 link,
             ) {
-                return Ok(refused);
+                return Ok(refused.into());
             }
         }
         // A result kept for this principal answers without the backend (never a retry that
@@ -803,7 +805,7 @@ impl Gateway {
                         "ok",
                         Some("answered from the cache"),
                         Some(started.elapsed()),
-                        Some(crate::audit::approximate_size(&kept)),
+                        Some(kept.approximate_size()),
                     );
                     return Ok(kept);
                 }
@@ -820,10 +822,7 @@ impl Gateway {
         let call = Audited::tool(server, &name, &params);
         self.audit_outcome(who.as_ref(), &call, started, &outcome);
         if let (Some((key, ttl)), Ok(result)) = (cache_key, &outcome) {
-            let failed = result.get("isError").and_then(Value::as_bool) == Some(true);
-            let interim =
-                result.get("resultType").and_then(Value::as_str) == Some("input_required");
-            if !failed && !interim {
+            if !result.is_error() && !result.is_input_required() {
                 self.cache.put(key, result, ttl);
             }
         }
@@ -840,7 +839,7 @@ impl Gateway {
         params: Map<String, Value>,
         options: CallOptions,
         link: &mut dyn ClientLink,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<ResultJson, RpcError> {
         let call = Audited::tool("gateway", name, &params);
         if name == tool_view::CALL_TOOL {
             return match tool_view::inner_call(&params) {
@@ -859,7 +858,7 @@ impl Gateway {
                 asked.server.as_deref(),
                 asked.limit,
             );
-            tool_view::search_result(found)
+            ResultJson::from(tool_view::search_result(found))
         });
         self.audit_outcome(options.audit.as_ref(), &call, started, &outcome);
         outcome
@@ -952,7 +951,7 @@ impl Gateway {
         params: Map<String, Value>,
         options: CallOptions,
         link: &mut dyn ClientLink,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<ResultJson, RpcError> {
         // Prompts and resources are audited here; tools in `call_tool_params`, under the name
         // the client used.
         let audited = matches!(method, "prompts/get" | "resources/read");
@@ -989,13 +988,12 @@ impl Gateway {
         who: Option<&AuditContext>,
         call: &Audited<'_>,
         started: Instant,
-        outcome: &Result<Value, RpcError>,
+        outcome: &Result<ResultJson, RpcError>,
     ) {
         let (label, detail, bytes) = match outcome {
             Ok(result) => {
-                let failed = result.get("isError").and_then(Value::as_bool) == Some(true);
-                let label = if failed { "error" } else { "ok" };
-                (label, None, Some(crate::audit::approximate_size(result)))
+                let label = if result.is_error() { "error" } else { "ok" };
+                (label, None, Some(result.approximate_size()))
             }
             Err(e) => ("error", Some(e.message.as_str()), None),
         };
@@ -1048,7 +1046,7 @@ impl Gateway {
         params: &Map<String, Value>,
         options: CallOptions,
         link: &mut dyn ClientLink,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<ResultJson, RpcError> {
         if self.audit.refuses() {
             return Err(RpcError::new(
                 jsonrpc::INTERNAL_ERROR,
@@ -1067,11 +1065,10 @@ impl Gateway {
                     }
                     e.to_rpc()
                 })?;
-            let input_required =
-                result.get("resultType").and_then(Value::as_str) == Some("input_required");
-            if !input_required || link.takes_input_required() {
+            if !result.is_input_required() || link.takes_input_required() {
                 return Ok(result);
             }
+            let result = result.into_value();
             let answers = ask_embedded_requests(&result, link)?;
             let next = retry.get_or_insert_with(|| params.clone());
             next.insert("inputResponses".into(), Value::Object(answers));

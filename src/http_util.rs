@@ -6,6 +6,7 @@
 //! back; so streams take the raw socket with `Request::into_writer`, write the status line and
 //! headers themselves, and send each event as one HTTP chunk.
 
+use serde::Serialize;
 use serde_json::Value;
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -73,7 +74,12 @@ fn parse_address(text: &str) -> Option<IpAddr> {
 
 /// Sends `body` as JSON with `status` and extra headers. Errors writing to a client that went
 /// away are only logged.
-pub fn respond_json(request: Request, status: u16, body: &Value, headers: &[(String, String)]) {
+pub fn respond_json<T: Serialize + ?Sized>(
+    request: Request,
+    status: u16,
+    body: &T,
+    headers: &[(String, String)],
+) {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     respond_bytes(request, status, bytes, "application/json", headers);
 }
@@ -165,7 +171,7 @@ impl SseStream {
     }
 
     /// Sends one JSON-RPC message as an SSE `message` event and flushes it.
-    pub fn send(&mut self, message: &Value) -> io::Result<()> {
+    pub fn send<T: Serialize + ?Sized>(&mut self, message: &T) -> io::Result<()> {
         self.next_id += 1;
         let data = serde_json::to_string(message).unwrap_or_default();
         let event = format!(

@@ -1,5 +1,6 @@
 //! JSON-RPC 2.0 as MCP uses it: classifying an incoming message, building responses and errors.
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 /// Invalid JSON was received.
@@ -117,6 +118,24 @@ fn message<const N: usize>(fields: [(&str, Value); N]) -> Value {
 /// A successful response.
 pub fn response(id: &Value, result: Value) -> Value {
     message([("id", id.clone()), ("result", result)])
+}
+
+/// A successful response that borrows its `result` (which need not be a [`Value`]): the same
+/// JSON as [`response`], written without building the message.
+pub fn response_ref<'a, R: Serialize + ?Sized>(id: &'a Value, result: &'a R) -> ResponseRef<'a, R> {
+    ResponseRef {
+        jsonrpc: "2.0",
+        id,
+        result,
+    }
+}
+
+/// See [`response_ref`].
+#[derive(Serialize)]
+pub struct ResponseRef<'a, R: Serialize + ?Sized> {
+    jsonrpc: &'static str,
+    id: &'a Value,
+    result: &'a R,
 }
 
 /// An error response.

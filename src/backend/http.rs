@@ -7,13 +7,18 @@
 //! the legacy SSE transport (`new_agent`, `transport_error`).
 
 use crate::backend::transport::{request_id, truncate};
-use crate::backend::transport::{Transport, TransportError, UnsolicitedHandler, WireProtocol};
+use crate::backend::transport::{
+    Reply, Transport, TransportError, UnsolicitedHandler, WireProtocol,
+};
 use crate::backend::web::{
     check_http_url, io_transport_error, media_type, new_agent, read_prefix, status_error,
     status_text_error, transport_error,
 };
 use crate::mcp::param_headers::ParamHeader;
+use crate::mcp::result_json::ResultJson;
 use crate::sse::{SseEvent, SseReader};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
@@ -114,7 +119,7 @@ impl Transport for HttpTransport {
         _progress_token: Option<&Value>,
         timeout: Duration,
         on_message: &mut dyn FnMut(Value),
-    ) -> Result<Value, TransportError> {
+    ) -> Result<Reply, TransportError> {
         let shared = &self.shared;
         let id = request_id(request)?;
         let deadline = Instant::now() + timeout;
@@ -323,7 +328,7 @@ impl Shared {
         deadline: Instant,
         timeout: Duration,
         on_message: &mut dyn FnMut(Value),
-    ) -> Result<Value, TransportError> {
+    ) -> Result<Reply, TransportError> {
         let status = response.status().as_u16();
         match status {
             404 if sent_session.is_some() => Err(self.session_expired(sent_session)),
@@ -333,11 +338,15 @@ impl Shared {
             200..=299 => match media_type(&response).as_str() {
                 JSON => {
                     let body = read_json(response.into_body(), timeout)?;
-                    route_messages(body, id, on_message).ok_or_else(|| {
-                        TransportError::Protocol(
-                            "JSON body holds no response to the request".into(),
-                        )
-                    })
+                    route_messages(&body, id, on_message)
+                        .map_err(|e| {
+                            TransportError::Protocol(format!("response body is not JSON: {e}"))
+                        })?
+                        .ok_or_else(|| {
+                            TransportError::Protocol(
+                                "JSON body holds no response to the request".into(),
+                            )
+                        })
                 }
                 EVENT_STREAM => {
                     let body = response.into_body().into_reader();
@@ -360,7 +369,7 @@ impl Shared {
         deadline: Instant,
         timeout: Duration,
         on_message: &mut dyn FnMut(Value),
-    ) -> Result<Value, TransportError> {
+    ) -> Result<Reply, TransportError> {
         let mut cursor = StreamCursor::default();
         let mut outcome = self.scan_stream(body, id, timeout, on_message, &mut cursor);
         let mut resumptions = 0;
@@ -390,7 +399,7 @@ impl Shared {
         timeout: Duration,
         on_message: &mut dyn FnMut(Value),
         cursor: &mut StreamCursor,
-    ) -> Result<Option<Value>, TransportError> {
+    ) -> Result<Option<Reply>, TransportError> {
         let mut events = SseReader::new(BufReader::new(body));
         loop {
             let event = events
@@ -401,10 +410,13 @@ impl Shared {
                 return Err(TransportError::Closed);
             }
             cursor.advance(&event);
-            if let Some(message) = self.event_message(&event) {
-                if let Some(response) = route_messages(message, id, on_message) {
-                    return Ok(Some(response));
-                }
+            let Some(data) = self.message_data(&event) else {
+                continue;
+            };
+            match route_messages(data, id, on_message) {
+                Ok(Some(reply)) => return Ok(Some(reply)),
+                Ok(None) => {}
+                Err(_) => self.ignore_non_json(data),
             }
         }
     }
@@ -446,9 +458,11 @@ impl Shared {
     }
 
     /// The JSON-RPC message(s) carried by an SSE event, if any.
-    fn event_message(&self, event: &SseEvent) -> Option<Value> {
+    /// The data of an event that carries a message (not the priming event that only carries
+    /// an id, nor an event of another type).
+    fn message_data<'e>(&self, event: &'e SseEvent) -> Option<&'e str> {
         if event.data.trim().is_empty() {
-            return None; // e.g. the priming event that only carries an id
+            return None;
         }
         if event.event.as_deref().is_some_and(|kind| kind != "message") {
             log::debug!(
@@ -458,14 +472,23 @@ impl Shared {
             );
             return None;
         }
-        match serde_json::from_str(&event.data) {
+        Some(&event.data)
+    }
+
+    fn event_message(&self, event: &SseEvent) -> Option<Value> {
+        let data = self.message_data(event)?;
+        match serde_json::from_str(data) {
             Ok(message) => Some(message),
             Err(_) => {
-                let data = truncate(&event.data, 200);
-                log::warn!("[{}] ignoring non-JSON SSE event: {data}", self.name);
+                self.ignore_non_json(data);
                 None
             }
         }
+    }
+
+    fn ignore_non_json(&self, data: &str) {
+        let data = truncate(data, 200);
+        log::warn!("[{}] ignoring non-JSON SSE event: {data}", self.name);
     }
 
     fn delete_session(&self, session: &str) {
@@ -631,44 +654,93 @@ impl StreamCursor {
 
 /// Finds the response to `id` in `messages` (one message or a batch); every other message goes
 /// to `on_message`, in order.
-fn route_messages(messages: Value, id: &Value, on_message: &mut dyn FnMut(Value)) -> Option<Value> {
-    let batch = match messages {
-        Value::Array(batch) => batch,
-        single => vec![single],
-    };
-    let mut response = None;
-    for message in batch {
-        let ours = message.get("method").is_none()
-            && message.get("id") == Some(id)
-            && (message.get("result").is_some() || message.get("error").is_some());
-        if ours && response.is_none() {
-            response = Some(message);
-        } else {
-            on_message(message);
+fn route_messages(
+    text: &str,
+    id: &Value,
+    on_message: &mut dyn FnMut(Value),
+) -> Result<Option<Reply>, serde_json::Error> {
+    let mut reply = None;
+    if text.trim_start().starts_with('[') {
+        for message in serde_json::from_str::<Vec<&RawValue>>(text)? {
+            route_message(message.get(), id, &mut reply, on_message)?;
+        }
+    } else {
+        route_message(text, id, &mut reply, on_message)?;
+    }
+    Ok(reply)
+}
+
+/// Keeps `text` in `reply` if it is the (first) response to `id`, with its result as the
+/// backend wrote it; passes any other message to `on_message`.
+fn route_message(
+    text: &str,
+    id: &Value,
+    reply: &mut Option<Reply>,
+    on_message: &mut dyn FnMut(Value),
+) -> Result<(), serde_json::Error> {
+    if reply.is_none() {
+        if let Ok(response) = serde_json::from_str::<ResponseFields>(text) {
+            if response.method.is_none() && response.id.as_ref() == Some(id) {
+                match (response.result, response.error) {
+                    (_, Some(error)) => {
+                        *reply = Some(Reply::Error(error));
+                        return Ok(());
+                    }
+                    (Some(result), None) => {
+                        *reply = Some(Reply::Result(ResultJson::Text(result)));
+                        return Ok(());
+                    }
+                    (None, None) => {}
+                }
+            }
         }
     }
-    response
+    on_message(serde_json::from_str(text)?);
+    Ok(())
+}
+
+/// The members of a message that tell whether it is a response, its result left as text. A
+/// member present with `null` counts as present.
+#[derive(Deserialize)]
+struct ResponseFields<'a> {
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Value>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    method: Option<&'a RawValue>,
+    #[serde(default, deserialize_with = "present")]
+    result: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "present")]
+    error: Option<Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
 }
 
 /// A 4xx/5xx answer: the JSON-RPC error for `id` in the body if there is one (stateless servers
 /// answer errors this way), otherwise a protocol error quoting the body.
-fn json_rpc_error(status: u16, body: Body, id: &Value) -> Result<Value, TransportError> {
+fn json_rpc_error(status: u16, body: Body, id: &Value) -> Result<Reply, TransportError> {
     let text = read_prefix(body, MAX_ERROR_BODY);
     if let Ok(message) = serde_json::from_str::<Value>(&text) {
-        if message.get("error").is_some() && message.get("id") == Some(id) {
-            return Ok(message);
+        if let Some(error) = message
+            .get("error")
+            .filter(|_| message.get("id") == Some(id))
+        {
+            return Ok(Reply::Error(error.clone()));
         }
     }
     Err(status_text_error(status, &text))
 }
 
-fn read_json(mut body: Body, timeout: Duration) -> Result<Value, TransportError> {
+fn read_json(mut body: Body, timeout: Duration) -> Result<String, TransportError> {
     let bytes = body
         .with_config()
         .limit(MAX_JSON_BODY)
         .read_to_vec()
         .map_err(|e| transport_error(e, timeout))?;
-    serde_json::from_slice(&bytes)
+    String::from_utf8(bytes)
         .map_err(|e| TransportError::Protocol(format!("response body is not JSON: {e}")))
 }
 
@@ -701,6 +773,67 @@ mod tests {
         HttpTransport::new("test", url, headers, ignore()).unwrap()
     }
 
+    /// `route_messages` on `text`: the reply's message and the other messages, in order.
+    fn routed(text: &str, id: Value) -> (Option<Value>, Vec<Value>) {
+        let mut others = Vec::new();
+        let reply = route_messages(text, &id, &mut |m| others.push(m)).unwrap();
+        (reply.map(Reply::message), others)
+    }
+
+    #[test]
+    fn the_response_is_kept_as_text_and_every_other_message_passed_on() {
+        let reply = route_messages(
+            r#"{"jsonrpc":"2.0","id":3,"result":{ "content" : [] }}"#,
+            &json!(3),
+            &mut |_| panic!("nothing else"),
+        )
+        .unwrap();
+        match reply {
+            Some(Reply::Result(ResultJson::Text(text))) => {
+                assert_eq!(text.get(), r#"{ "content" : [] }"#)
+            }
+            other => panic!("{other:?}"),
+        }
+        let batch = r#"[{"jsonrpc":"2.0","method":"notifications/progress","params":{"p":1}},
+            {"jsonrpc":"2.0","id":4,"result":{"n":4}},
+            {"jsonrpc":"2.0","id":3,"result":{"n":3}},
+            {"jsonrpc":"2.0","id":3,"result":{"again":true}},
+            {"jsonrpc":"2.0","id":9,"method":"ping"}]"#;
+        let (reply, others) = routed(batch, json!(3));
+        assert_eq!(reply, Some(json!({"result": {"n": 3}})));
+        assert_eq!(others.len(), 4);
+        assert_eq!(others[0]["method"], "notifications/progress");
+        assert_eq!(others[1]["id"], 4);
+        assert_eq!(others[2]["result"]["again"], true);
+        assert_eq!(others[3]["method"], "ping");
+    }
+
+    #[test]
+    fn errors_nulls_and_requests_are_told_apart() {
+        let (reply, _) = routed(r#"{"id":1,"error":{"code":-1,"message":"no"}}"#, json!(1));
+        assert_eq!(reply, Some(json!({"error": {"code": -1, "message": "no"}})));
+        let (reply, _) = routed(r#"{"id":1,"result":{},"error":{"code":-2}}"#, json!(1));
+        assert_eq!(reply, Some(json!({"error": {"code": -2}})), "an error wins");
+        let (reply, _) = routed(r#"{"id":1,"result":null}"#, json!(1));
+        assert_eq!(reply, Some(json!({"result": null})), "null is a result");
+        let (reply, others) = routed(r#"{"id":1,"method":"x","result":{}}"#, json!(1));
+        assert_eq!(
+            (reply, others.len()),
+            (None, 1),
+            "a request is not our response"
+        );
+        let (reply, others) = routed(r#"{"id":"1","result":{}}"#, json!(1));
+        assert_eq!(
+            (reply, others.len()),
+            (None, 1),
+            "ids compare as JSON values"
+        );
+        let (reply, others) = routed("7", json!(1));
+        assert_eq!((reply, others), (None, vec![json!(7)]));
+        assert!(route_messages("{\"id\":1,", &json!(1), &mut |_| {}).is_err());
+        assert!(route_messages("[{\"id\":1}", &json!(1), &mut |_| {}).is_err());
+    }
+
     fn call(id: u64, method: &str, params: Value) -> Value {
         json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
     }
@@ -725,7 +858,8 @@ mod tests {
         let t = transport(&url);
         let response = t
             .request(&call(1, "tools/list", json!({})), None, SECOND, &mut |_| {})
-            .unwrap();
+            .unwrap()
+            .message();
         assert_eq!(response["result"]["ok"], true);
         let seen = seen.recv_timeout(SECOND).unwrap();
         assert_eq!(seen.method, "POST");
@@ -776,8 +910,8 @@ mod tests {
                     let _ = reached_tx.send(());
                 },
             )
-            .unwrap();
-        assert_eq!(response["id"], 7);
+            .unwrap()
+            .message();
         assert_eq!(response["result"]["done"], true);
         assert_eq!(messages.len(), 1);
         assert_eq!(messages[0]["method"], "notifications/progress");
@@ -818,7 +952,7 @@ mod tests {
         assert_eq!(second.header("Mcp-Session-Id"), Some("abc"));
         assert_eq!(second.header("MCP-Protocol-Version"), Some("2025-11-25"));
         let expired = t.request(&call(3, "tools/list", json!({})), None, SECOND, &mut |_| {});
-        assert_eq!(expired, Err(TransportError::SessionExpired));
+        assert_eq!(expired.err(), Some(TransportError::SessionExpired));
         assert_eq!(t.shared.lock().session_id, None);
     }
 
@@ -840,7 +974,7 @@ mod tests {
         });
         let t = transport(&url);
         let response = t.request(&call(1, "initialize", json!({})), None, SECOND, &mut |_| {});
-        assert_eq!(response.unwrap()["error"]["code"], -32602);
+        assert_eq!(response.unwrap().message()["error"]["code"], -32602);
         let err = t
             .request(&call(2, "initialize", json!({})), None, SECOND, &mut |_| {})
             .unwrap_err();
@@ -936,7 +1070,7 @@ mod tests {
         let started = Instant::now();
         let timeout = Duration::from_millis(300);
         let err = t.request(&call(1, "ping", json!({})), None, timeout, &mut |_| {});
-        assert_eq!(err, Err(TransportError::Timeout(timeout)));
+        assert_eq!(err.err(), Some(TransportError::Timeout(timeout)));
         assert!(started.elapsed() < Duration::from_millis(1500));
     }
 
@@ -960,7 +1094,7 @@ mod tests {
         let timeout = Duration::from_millis(300);
         let started = Instant::now();
         let err = t.request(&call(1, "ping", json!({})), None, timeout, &mut |_| {});
-        assert_eq!(err, Err(TransportError::Timeout(timeout)));
+        assert_eq!(err.err(), Some(TransportError::Timeout(timeout)));
         assert!(started.elapsed() < Duration::from_millis(1500));
     }
 
@@ -1016,7 +1150,7 @@ mod tests {
             SECOND,
             &mut |_| {},
         );
-        assert_eq!(response.unwrap()["result"]["resumed"], true);
+        assert_eq!(response.unwrap().message()["result"]["resumed"], true);
         let _post = seen.recv_timeout(SECOND).unwrap();
         let get = seen.recv_timeout(SECOND).unwrap();
         assert_eq!(get.method, "GET");
@@ -1075,6 +1209,6 @@ mod tests {
         assert_eq!(delete.method, "DELETE");
         assert_eq!(delete.header("Mcp-Session-Id"), Some("s-1"));
         let err = t.request(&call(2, "ping", json!({})), None, SECOND, &mut |_| {});
-        assert_eq!(err, Err(TransportError::Closed));
+        assert_eq!(err.err(), Some(TransportError::Closed));
     }
 }

@@ -7,7 +7,9 @@
 
 use crate::backend::pending::Pending;
 use crate::backend::transport::{is_interactive, request_id, truncate};
-use crate::backend::transport::{Transport, TransportError, UnsolicitedHandler, WireProtocol};
+use crate::backend::transport::{
+    Reply, Transport, TransportError, UnsolicitedHandler, WireProtocol,
+};
 use crate::backend::web::{
     check_http_url, media_type, new_agent, read_prefix, status_error, transport_error,
 };
@@ -155,7 +157,7 @@ impl Transport for LegacySseTransport {
         progress_token: Option<&Value>,
         timeout: Duration,
         on_message: &mut dyn FnMut(Value),
-    ) -> Result<Value, TransportError> {
+    ) -> Result<Reply, TransportError> {
         let id = request_id(request)?;
         let deadline = Instant::now() + timeout;
         let inbox = self
@@ -168,7 +170,7 @@ impl Transport for LegacySseTransport {
         let left = deadline.saturating_duration_since(Instant::now());
         match self.pending.wait(&inbox, id, left, on_message) {
             Err(TransportError::Timeout(_)) => Err(TransportError::Timeout(timeout)),
-            other => other,
+            other => other.map(Reply::from_message),
         }
     }
 
@@ -434,7 +436,8 @@ mod tests {
             .request(&call(1, "tools/list"), Some(&token), SECOND, &mut |m| {
                 messages.push(m)
             })
-            .unwrap();
+            .unwrap()
+            .message();
         assert_eq!(response["result"]["echo"], "tools/list");
         assert_eq!(messages.len(), 1, "{messages:?}");
         assert_eq!(messages[0]["params"]["progressToken"], 1);
@@ -472,7 +475,7 @@ mod tests {
             })
             .collect();
         for (thread, id) in threads.into_iter().zip([10, 20]) {
-            let response = thread.join().unwrap().unwrap();
+            let response = thread.join().unwrap().unwrap().message();
             assert_eq!(response["result"]["n"], id);
         }
     }
@@ -499,7 +502,7 @@ mod tests {
         let t = Arc::new(connect(&url));
         let timeout = Duration::from_millis(300);
         let err = t.request(&call(1, "x"), None, timeout, &mut |_| {});
-        assert_eq!(err, Err(TransportError::Timeout(timeout)));
+        assert_eq!(err.err(), Some(TransportError::Timeout(timeout)));
         let waiting = {
             let t = Arc::clone(&t);
             thread::spawn(move || {
@@ -508,7 +511,7 @@ mod tests {
         };
         thread::sleep(Duration::from_millis(100));
         t.close();
-        assert_eq!(waiting.join().unwrap(), Err(TransportError::Closed));
+        assert_eq!(waiting.join().unwrap().err(), Some(TransportError::Closed));
         assert!(!t.is_alive());
     }
 

@@ -24,8 +24,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use transport::{Transport, TransportError, UnsolicitedHandler, WireProtocol};
+use transport::{Reply, Transport, TransportError, UnsolicitedHandler, WireProtocol};
 
+pub use crate::mcp::result_json::ResultJson;
 pub use crate::mcp::results::CacheHint;
 use crate::mcp::{
     HANDSHAKE_VERSIONS, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL,
@@ -476,6 +477,7 @@ impl Backend {
         params.insert(key.into(), value);
         let mut ignore = |_: Value| {};
         self.call(method, &params, CallOptions::default(), &mut ignore)
+            .map(ResultJson::into_value)
     }
 
     /// Sends `method` with `params` to the backend and returns its `result`.
@@ -490,7 +492,7 @@ impl Backend {
         params: &Map<String, Value>,
         options: CallOptions,
         link: &mut dyn ClientLink,
-    ) -> Result<Value, CallError> {
+    ) -> Result<ResultJson, CallError> {
         // The wait for a slot counts against the call's time: a call ends within `timeout_ms`.
         let deadline = Instant::now() + self.config.timeout;
         let _slot = self.acquire_slot()?;
@@ -519,7 +521,7 @@ impl Backend {
         link: &mut dyn ClientLink,
         may_retry: bool,
         deadline: Instant,
-    ) -> Result<Value, CallError> {
+    ) -> Result<ResultJson, CallError> {
         let conn = self.current_connection();
         let conn = match conn {
             Some(conn) => conn,
@@ -614,17 +616,8 @@ impl Backend {
                 .remove(key);
         }
         match outcome {
-            Ok(response) => {
-                if let Some(error) = response.get("error") {
-                    return Err(CallError::Rpc(RpcError::from_value(error)));
-                }
-                // Taken out, not copied: a result can be megabytes.
-                let mut response = response;
-                Ok(response
-                    .as_object_mut()
-                    .and_then(|message| message.remove("result"))
-                    .unwrap_or_else(|| json!({})))
-            }
+            Ok(Reply::Error(error)) => Err(CallError::Rpc(RpcError::from_value(&error))),
+            Ok(Reply::Result(result)) => Ok(result),
             Err(TransportError::SessionExpired) if may_retry => {
                 log::info!(
                     "[{}] backend session expired; initialising again",
@@ -1132,7 +1125,9 @@ impl Backend {
             if let Some(c) = cursor.take() {
                 params.insert("cursor".to_string(), c);
             }
-            let result = self.call(method, &params, CallOptions::default(), &mut |_| {})?;
+            let result = self
+                .call(method, &params, CallOptions::default(), &mut |_| {})?
+                .into_value();
             if let Some(Value::Array(page)) = result.get(key) {
                 items.extend(page.iter().cloned());
             }
@@ -1283,8 +1278,10 @@ fn negotiate_inner(
         add_envelope(&mut params, json!({}));
         let probe = jsonrpc::request(&json!(0), "server/discover", Value::Object(params));
         match transport.request(&probe, None, timeout, &mut ignore) {
-            Ok(response) => {
-                if let Some(result) = response.get("result") {
+            Ok(Reply::Error(_)) => {}
+            Ok(Reply::Result(result)) => {
+                let result = result.into_value();
+                {
                     let supported = result
                         .get("supportedVersions")
                         .and_then(Value::as_array)
@@ -1322,16 +1319,18 @@ fn negotiate_inner(
     }
     let params = json!({"protocolVersion": HANDSHAKE_VERSIONS[0], "capabilities": declared_capabilities(), "clientInfo": client_info()});
     let init = jsonrpc::request(&json!(0), "initialize", params);
-    let response = transport
+    let result = match transport
         .request(&init, None, timeout, &mut ignore)
-        .map_err(|e| e.to_string())?;
-    if let Some(error) = response.get("error") {
-        return Err(format!(
-            "initialize was refused: {}",
-            RpcError::from_value(error).message
-        ));
-    }
-    let result = response.get("result").cloned().unwrap_or_else(|| json!({}));
+        .map_err(|e| e.to_string())?
+    {
+        Reply::Error(error) => {
+            return Err(format!(
+                "initialize was refused: {}",
+                RpcError::from_value(&error).message
+            ))
+        }
+        Reply::Result(result) => result.into_value(),
+    };
     let version = result
         .get("protocolVersion")
         .and_then(Value::as_str)

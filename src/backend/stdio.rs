@@ -5,7 +5,7 @@
 
 use crate::backend::pending::Pending;
 use crate::backend::transport::{
-    is_interactive, request_id, truncate, Transport, TransportError, UnsolicitedHandler,
+    is_interactive, request_id, truncate, Reply, Transport, TransportError, UnsolicitedHandler,
     WireProtocol,
 };
 use serde_json::Value;
@@ -133,7 +133,7 @@ impl Transport for StdioTransport {
         progress_token: Option<&Value>,
         timeout: Duration,
         on_message: &mut dyn FnMut(Value),
-    ) -> Result<Value, TransportError> {
+    ) -> Result<Reply, TransportError> {
         let id = request_id(request)?;
         let inbox = self
             .pending
@@ -142,7 +142,9 @@ impl Transport for StdioTransport {
             self.pending.remove(id);
             return Err(e);
         }
-        self.pending.wait(&inbox, id, timeout, on_message)
+        self.pending
+            .wait(&inbox, id, timeout, on_message)
+            .map(Reply::from_message)
     }
 
     fn send(&self, message: &Value) -> Result<(), TransportError> {
@@ -381,8 +383,8 @@ for line in sys.stdin:
             .request(&request, Some(&token), Duration::from_secs(5), &mut |m| {
                 seen.push(m)
             })
-            .unwrap();
-        assert_eq!(response["id"], 1);
+            .unwrap()
+            .message();
         assert_eq!(response["result"]["env"], "yes");
         assert_eq!(response["result"]["cwd"], "/tmp");
         assert_eq!(seen.len(), 1);
@@ -398,7 +400,7 @@ for line in sys.stdin:
         transport.close();
         assert!(!transport.is_alive());
         let err = transport.request(&request, None, Duration::from_secs(1), &mut |_| {});
-        assert_eq!(err, Err(TransportError::Closed));
+        assert_eq!(err.err(), Some(TransportError::Closed));
     }
 
     #[test]
@@ -434,10 +436,11 @@ for line in sys.stdin:
         let request = json!({"jsonrpc": "2.0", "id": 2, "method": "x", "params": {"n": 2}});
         let fast = transport
             .request(&request, None, Duration::from_secs(5), &mut |_| {})
-            .unwrap();
+            .unwrap()
+            .message();
         assert_eq!(fast["result"]["echo"]["n"], 2);
         let slow = slow.join().unwrap().unwrap();
-        assert_eq!(slow["id"], "slow");
+        assert_eq!(slow.message()["result"]["echo"]["delay"], 0.4);
     }
 
     #[test]
@@ -473,14 +476,17 @@ for line in sys.stdin:
         let started = Instant::now();
         let err = transport.request(&request, None, Duration::from_millis(200), &mut |_| {});
         assert_eq!(
-            err,
-            Err(TransportError::Timeout(Duration::from_millis(200)))
+            err.err(),
+            Some(TransportError::Timeout(Duration::from_millis(200)))
         );
         assert!(started.elapsed() < Duration::from_secs(2));
         assert!(transport.pending.lock().waiters.is_empty());
         // The same id may be used again after the timeout.
         let err = transport.request(&request, None, Duration::from_millis(50), &mut |_| {});
-        assert_eq!(err, Err(TransportError::Timeout(Duration::from_millis(50))));
+        assert_eq!(
+            err.err(),
+            Some(TransportError::Timeout(Duration::from_millis(50)))
+        );
     }
 
     #[test]
@@ -549,7 +555,7 @@ for line in sys.stdin:
         let transport = sh("noisy", script, ignore());
         let request = json!({"jsonrpc": "2.0", "id": 1, "method": "x"});
         let response = transport.request(&request, None, Duration::from_secs(5), &mut |_| {});
-        assert_eq!(response.unwrap()["id"], 1);
+        assert_eq!(response.unwrap().message(), json!({"result": {}}));
         assert!(logged(|l| l == "INFO [noisy] hello from stderr"));
         let long = format!("INFO [noisy] {}…", "x".repeat(STDERR_LOG_CHARS));
         assert!(logged(|l| l == long));

@@ -7,6 +7,7 @@
 //! says.
 
 use crate::mcp::param_headers::ParamHeader;
+use crate::mcp::result_json::ResultJson;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
@@ -46,6 +47,39 @@ impl fmt::Display for TransportError {
 
 impl std::error::Error for TransportError {}
 
+/// A backend's answer to one request.
+#[derive(Debug)]
+pub enum Reply {
+    /// Its `result` (Streamable HTTP keeps it as the backend's text).
+    Result(ResultJson),
+    /// Its JSON-RPC `error` object.
+    Error(Value),
+}
+
+impl Reply {
+    /// From a whole response message: its `error`, else its `result` (`{}` when it has
+    /// neither).
+    pub fn from_message(mut message: Value) -> Reply {
+        let members = message.as_object_mut();
+        if let Some(error) = members.as_ref().and_then(|m| m.get("error")) {
+            return Reply::Error(error.clone());
+        }
+        let result = members.and_then(|m| m.remove("result"));
+        Reply::Result(ResultJson::Value(
+            result.unwrap_or_else(|| Value::Object(Default::default())),
+        ))
+    }
+
+    /// The response message again (`result` or `error`), for tests.
+    #[cfg(test)]
+    pub fn message(self) -> Value {
+        match self {
+            Reply::Result(result) => serde_json::json!({"result": result.into_value()}),
+            Reply::Error(error) => serde_json::json!({"error": error}),
+        }
+    }
+}
+
 /// Protocol-level facts the HTTP transport needs for its headers. Set by the session layer after
 /// it has negotiated with the backend; stdio and legacy SSE ignore it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -69,8 +103,8 @@ pub type UnsolicitedHandler = Arc<dyn Fn(Value) + Send + Sync>;
 /// everywhere) and must allow several requests in flight at once.
 pub trait Transport: Send + Sync {
     /// Sends the JSON-RPC request `request` (an object with `jsonrpc`, `id`, `method`, `params`)
-    /// and blocks until the backend's response with the same `id` arrives, returning the whole
-    /// response object (with `result` or `error`; a JSON-RPC error is *not* a `TransportError`).
+    /// and blocks until the backend's response with the same `id` arrives, returning its
+    /// `result` or `error` (a JSON-RPC error is *not* a `TransportError`).
     ///
     /// Every other message the backend sends in the context of this request before the response
     /// (on Streamable HTTP: the events of this POST's SSE stream; on stdio and legacy SSE:
@@ -85,7 +119,7 @@ pub trait Transport: Send + Sync {
         progress_token: Option<&Value>,
         timeout: Duration,
         on_message: &mut dyn FnMut(Value),
-    ) -> Result<Value, TransportError>;
+    ) -> Result<Reply, TransportError>;
 
     /// Sends a notification or a response (to a server-to-client request); does not wait for
     /// anything but the transport's acknowledgement (HTTP 202/200).

@@ -8,6 +8,7 @@
 //! `Last-Event-ID`, gets the events it missed, and goes on reading the rest of the call there.
 
 use crate::http_util::{respond_json, SseStream};
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,7 +60,7 @@ impl EventLog {
     /// Writes `message` as the next event (keeping it); false once no client reads the stream.
     /// The first one is preceded by a priming event (an id, the `retry` delay and empty data),
     /// so that a client whose stream breaks before the first real event can still resume.
-    fn send(&mut self, message: &Value) -> bool {
+    fn send<T: Serialize + ?Sized>(&mut self, message: &T) -> bool {
         if self.last_seq == 0 {
             let priming = format!("id: {}-0\nretry: {RETRY_MS}\ndata: \n\n", self.stream_no);
             self.write_live(&priming);
@@ -97,7 +98,7 @@ impl EventLog {
     }
 
     /// Sends the last message and ends the stream.
-    fn finish(&mut self, message: &Value) {
+    fn finish<T: Serialize + ?Sized>(&mut self, message: &T) {
         self.send(message);
         self.finished = Some(Instant::now());
         if let Some(live) = self.live.take() {
@@ -288,7 +289,7 @@ impl Answer {
 
     /// Sends the final message: a JSON answer with `status`, or the last event of the stream.
     /// Later calls do nothing.
-    pub fn finish(&mut self, status: u16, message: &Value) {
+    pub fn finish<T: Serialize + ?Sized>(&mut self, status: u16, message: &T) {
         if self.done {
             return;
         }

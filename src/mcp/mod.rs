@@ -7,6 +7,7 @@
 pub mod base64;
 pub mod headers;
 pub mod param_headers;
+pub mod result_json;
 pub mod results;
 
 /// The stateless revision.

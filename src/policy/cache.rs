@@ -6,6 +6,7 @@
 //! goes first when it is full. Only successful results are stored: the gateway never calls
 //! [`ResultCache::put`] with an error.
 
+use crate::mcp::result_json::ResultJson;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -27,7 +28,7 @@ pub struct CacheStats {
 }
 
 struct Held {
-    value: Value,
+    value: ResultJson,
     bytes: usize,
     expires: Instant,
     /// Insertion order, for evicting the oldest.
@@ -127,7 +128,7 @@ impl ResultCache {
     }
 
     /// The result held for `key`, if it has not expired (counted as a hit or a miss).
-    pub fn get(&self, key: &[u8; 32]) -> Option<Value> {
+    pub fn get(&self, key: &[u8; 32]) -> Option<ResultJson> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let found = match inner.entries.get(key) {
             Some(held) if held.expires > Instant::now() => Some(held.value.clone()),
@@ -147,8 +148,8 @@ impl ResultCache {
     }
 
     /// Keeps `value` for `ttl` (a result larger than the whole cache is not kept).
-    pub fn put(&self, key: [u8; 32], value: &Value, ttl: Duration) {
-        let bytes = crate::audit::approximate_size(value) + 64;
+    pub fn put(&self, key: [u8; 32], value: &ResultJson, ttl: Duration) {
+        let bytes = value.approximate_size() + 64;
         if bytes > self.max_bytes || self.max_entries == 0 {
             return;
         }
@@ -239,15 +240,18 @@ mod tests {
     fn hits_misses_and_expiry() {
         let cache = ResultCache::new(10, 1 << 20);
         let k = key("p", "", "t", &json!({}));
-        assert_eq!(cache.get(&k), None);
-        cache.put(k, &json!({"content": []}), MINUTE);
-        assert_eq!(cache.get(&k), Some(json!({"content": []})));
+        assert!(cache.get(&k).is_none());
+        cache.put(k, &ResultJson::from(json!({"content": []})), MINUTE);
+        assert_eq!(
+            cache.get(&k).map(ResultJson::into_value),
+            Some(json!({"content": []}))
+        );
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses, stats.entries), (1, 1, 1));
         assert!(stats.bytes > 0);
         let short = key("p", "", "short", &json!({}));
-        cache.put(short, &json!(1), Duration::ZERO);
-        assert_eq!(cache.get(&short), None);
+        cache.put(short, &ResultJson::from(json!(1)), Duration::ZERO);
+        assert!(cache.get(&short).is_none());
         assert_eq!(cache.stats().entries, 1);
     }
 
@@ -258,24 +262,24 @@ mod tests {
             .map(|i| key("p", "", "t", &json!({"i": i})))
             .collect();
         for k in &keys {
-            cache.put(*k, &json!("x"), MINUTE);
+            cache.put(*k, &ResultJson::from(json!("x")), MINUTE);
         }
         assert_eq!(cache.stats().entries, 3);
-        assert_eq!(cache.get(&keys[0]), None);
-        assert_eq!(cache.get(&keys[1]), None);
+        assert!(cache.get(&keys[0]).is_none());
+        assert!(cache.get(&keys[1]).is_none());
         assert!(cache.get(&keys[4]).is_some());
 
         let small = ResultCache::new(100, 400);
         let big = "y".repeat(200);
         for k in &keys {
-            small.put(*k, &json!(big), MINUTE);
+            small.put(*k, &ResultJson::from(json!(big)), MINUTE);
         }
         let stats = small.stats();
         assert_eq!(stats.entries, 1);
         assert!(stats.bytes <= 400);
         // Too big for the whole cache: not kept, nothing else lost.
-        small.put(keys[0], &json!("z".repeat(1000)), MINUTE);
+        small.put(keys[0], &ResultJson::from(json!("z".repeat(1000))), MINUTE);
         assert!(small.get(&keys[4]).is_some());
-        assert_eq!(small.get(&keys[0]), None);
+        assert!(small.get(&keys[0]).is_none());
     }
 }

@@ -28,6 +28,7 @@ use crate::gateway::{Gateway, ListKind, Principal};
 use crate::http_util::{request_header, respond_empty, respond_json, QueuedStream, SseStream};
 use crate::jsonrpc::{self, required_str, Message, RpcError};
 use crate::mcp::param_headers;
+use crate::mcp::result_json::ResultJson;
 use crate::mcp::results::{combine_hints, mark_modern_result, unmark_modern_result, CacheHint};
 use crate::mcp::{
     HANDSHAKE_VERSIONS, META_CLIENT_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL,
@@ -363,7 +364,7 @@ impl McpFace {
                 };
                 let outcome = self.dispatch(&era, principal, &method, params, cancel, &mut link);
                 let id = answer.id.clone();
-                let (status, response) = match outcome {
+                match outcome {
                     Ok(mut result) => {
                         if era == Era::Modern {
                             let hint = self.list_cache_hint(&method, principal);
@@ -371,7 +372,7 @@ impl McpFace {
                         } else {
                             unmark_modern_result(&mut result);
                         }
-                        (200, jsonrpc::response(&id, result))
+                        answer.finish(200, &jsonrpc::response_ref(&id, &result));
                     }
                     Err(error) => {
                         let status = if era == Era::Modern {
@@ -379,10 +380,9 @@ impl McpFace {
                         } else {
                             200
                         };
-                        (status, jsonrpc::error_response(&id, &error))
+                        answer.finish(status, &jsonrpc::error_response(&id, &error));
                     }
-                };
-                answer.finish(status, &response);
+                }
             }
         }
     }
@@ -790,7 +790,7 @@ impl McpFace {
         params: Map<String, Value>,
         cancel_key: String,
         link: &mut CallLink<'_>,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<ResultJson, RpcError> {
         let progress_token = params
             .get("_meta")
             .and_then(|m| m.get("progressToken"))
@@ -803,7 +803,7 @@ impl McpFace {
                 principal: principal.name.clone(),
             }),
         };
-        match method {
+        let built = match method {
             "server/discover" => Ok(json!({
                 "supportedVersions": MODERN_VERSIONS,
                 "capabilities": capabilities(),
@@ -830,8 +830,9 @@ impl McpFace {
                         ))
                     }
                 };
-                self.gateway
-                    .request(principal, method, forwardable(params), options, link)
+                return self
+                    .gateway
+                    .request(principal, method, forwardable(params), options, link);
             }
             "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = required_str(&params, "uri", method)?;
@@ -869,15 +870,18 @@ impl McpFace {
                 }
                 Ok(json!({}))
             }
-            "resources/read" | "prompts/get" | "completion/complete" => self
-                .gateway
-                .request(principal, method, forwardable(params), options, link),
+            "resources/read" | "prompts/get" | "completion/complete" => {
+                return self
+                    .gateway
+                    .request(principal, method, forwardable(params), options, link)
+            }
             _ => Err(RpcError::new(
                 jsonrpc::METHOD_NOT_FOUND,
                 format!("method \"{method}\" is not supported by mcp-gateway"),
             )
             .with_data(json!({"method": method}))),
-        }
+        };
+        built.map(ResultJson::from)
     }
 
     fn handle_get(&self, request: Request) {
