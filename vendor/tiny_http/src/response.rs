@@ -71,42 +71,81 @@ impl FromStr for TransferEncoding {
 }
 
 /// Builds a Date: header with the current date.
-fn build_date_header() -> Header {
-    let d = HttpDate::from(SystemTime::now());
-    Header::from_bytes(&b"Date"[..], &d.to_string().into_bytes()[..]).unwrap()
+// mcp-gateway patch: the head of an answer is put together in one buffer and written at once
+// (it was written a piece at a time through the connection's writer, taking its lock for each
+// piece), and the headers tiny_http adds itself (`Date`, `Server`, `Content-Length`,
+// `Transfer-Encoding`, `Connection`/`Upgrade`) are written as text instead of becoming
+// `Header`s first (two strings each). The `Date` text is made once a second per thread.
+
+/// The `Date` header's value for now: made again only when the second changes.
+fn with_date_text<T>(use_it: impl FnOnce(&str) -> T) -> T {
+    thread_local! {
+        static DATE: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    DATE.with(|date| {
+        let mut date = date.borrow_mut();
+        if date.0 != second {
+            *date = (second, HttpDate::from(now).to_string());
+        }
+        use_it(&date.1)
+    })
 }
 
-fn write_message_header<W>(
-    mut writer: W,
+/// Appends the header line `field: value` to `head`.
+fn push_header(head: &mut Vec<u8>, field: &[u8], value: &[u8]) {
+    head.extend_from_slice(field);
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
+/// The status line and the headers, up to and with the blank line that ends them.
+fn message_header(
     http_version: &HTTPVersion,
     status_code: &StatusCode,
     headers: &[Header],
-) -> IoResult<()>
-where
-    W: Write,
-{
-    // writing status line
-    write!(
-        &mut writer,
+    added_first: &[(&[u8], &[u8])],
+    add_date: bool,
+    added_last: Option<(&[u8], &[u8])>,
+) -> Vec<u8> {
+    let mut head = Vec::with_capacity(
+        128 + headers
+            .iter()
+            .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
+            .sum::<usize>(),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        &mut head,
         "HTTP/{}.{} {} {}\r\n",
         http_version.0,
         http_version.1,
         status_code.0,
         status_code.default_reason_phrase()
-    )?;
-
-    // writing headers
-    for header in headers.iter() {
-        writer.write_all(header.field.as_str().as_ref())?;
-        write!(&mut writer, ": ")?;
-        writer.write_all(header.value.as_str().as_ref())?;
-        write!(&mut writer, "\r\n")?;
+    );
+    for (field, value) in added_first {
+        push_header(&mut head, field, value);
     }
-
-    // separator between header and data
-    write!(&mut writer, "\r\n")?;
-
-    Ok(())
+    if add_date {
+        with_date_text(|date| push_header(&mut head, b"Date", date.as_bytes()));
+    }
+    for header in headers {
+        push_header(
+            &mut head,
+            header.field.as_str().as_str().as_bytes(),
+            header.value.as_str().as_bytes(),
+        );
+    }
+    if let Some((field, value)) = added_last {
+        push_header(&mut head, field, value);
+    }
+    head.extend_from_slice(b"\r\n");
+    head
 }
 
 fn choose_transfer_encoding(
@@ -348,30 +387,18 @@ where
             self.chunked_threshold(),
         ));
 
-        // add `Date` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Date")) {
-            self.headers.insert(0, build_date_header());
-        }
-
-        // add `Server` if not in the headers
-        if !self.headers.iter().any(|h| h.field.equiv("Server")) {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Server"[..], &b"tiny-http (Rust)"[..]).unwrap(),
-            );
-        }
+        let add_date = !self.headers.iter().any(|h| h.field.equiv("Date"));
+        let add_server = !self.headers.iter().any(|h| h.field.equiv("Server"));
+        let mut added_first: Vec<(&[u8], &[u8])> = Vec::new();
 
         // handling upgrade
         if let Some(upgrade) = upgrade {
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Upgrade"[..], upgrade.as_bytes()).unwrap(),
-            );
-            self.headers.insert(
-                0,
-                Header::from_bytes(&b"Connection"[..], &b"upgrade"[..]).unwrap(),
-            );
+            added_first.push((b"Connection", b"upgrade"));
+            added_first.push((b"Upgrade", upgrade.as_bytes()));
             transfer_encoding = None;
+        }
+        if add_server {
+            added_first.push((b"Server", b"tiny-http (Rust)"));
         }
 
         // if the transfer encoding is identity, the content length must be known ; therefore if
@@ -398,34 +425,27 @@ where
             };
 
         // preparing headers for transfer
-        match transfer_encoding {
-            Some(TransferEncoding::Chunked) => self
-                .headers
-                .push(Header::from_bytes(&b"Transfer-Encoding"[..], &b"chunked"[..]).unwrap()),
-
+        let length_text;
+        let added_last: Option<(&[u8], &[u8])> = match transfer_encoding {
+            Some(TransferEncoding::Chunked) => Some((b"Transfer-Encoding", b"chunked")),
             Some(TransferEncoding::Identity) => {
                 assert!(data_length.is_some());
-                let data_length = data_length.unwrap();
-
-                self.headers.push(
-                    Header::from_bytes(
-                        &b"Content-Length"[..],
-                        format!("{}", data_length).as_bytes(),
-                    )
-                    .unwrap(),
-                )
+                length_text = data_length.unwrap_or(0).to_string();
+                Some((b"Content-Length", length_text.as_bytes()))
             }
-
-            _ => (),
+            _ => None,
         };
 
         // sending headers
-        write_message_header(
-            writer.by_ref(),
+        let head = message_header(
             &http_version,
             &self.status_code,
             &self.headers,
-        )?;
+            &added_first,
+            add_date,
+            added_last,
+        );
+        writer.write_all(&head)?;
 
         // sending the body
         if !do_not_send_body {
@@ -570,5 +590,71 @@ impl Clone for Response<io::Empty> {
             data_length: self.data_length,
             chunked_threshold: self.chunked_threshold,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn printed(response: Response<Cursor<Vec<u8>>>, upgrade: Option<&str>) -> String {
+        let mut out = Vec::new();
+        response
+            .raw_print(&mut out, HTTPVersion(1, 1), &[], false, upgrade)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_answer_has_its_head_and_body() {
+        let response = Response::from_string("hi")
+            .with_header(Header::from_bytes(&b"X-Ours"[..], &b"1"[..]).unwrap());
+        let text = printed(response, None);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let lines: Vec<&str> = head.split("\r\n").collect();
+        assert_eq!(lines[0], "HTTP/1.1 200 OK");
+        assert_eq!(lines[1], "Server: tiny-http (Rust)");
+        assert!(
+            lines[2].starts_with("Date: ") && lines[2].ends_with(" GMT"),
+            "{}",
+            head
+        );
+        assert!(
+            lines.contains(&"Content-Type: text/plain; charset=UTF-8"),
+            "{}",
+            head
+        );
+        assert!(lines.contains(&"X-Ours: 1"), "{}", head);
+        assert_eq!(lines.last(), Some(&"Content-Length: 2"));
+        assert_eq!(body, "hi");
+    }
+
+    #[test]
+    fn headers_the_application_gave_are_not_doubled() {
+        let response = Response::from_string("")
+            .with_header(Header::from_bytes(&b"Server"[..], &b"ours"[..]).unwrap())
+            .with_header(Header::from_bytes(&b"Date"[..], &b"then"[..]).unwrap());
+        let text = printed(response, Some("websocket"));
+        assert_eq!(text.matches("Server: ").count(), 1, "{}", text);
+        assert!(text.contains("Server: ours\r\n"));
+        assert_eq!(text.matches("Date: ").count(), 1, "{}", text);
+        assert!(
+            text.contains("Connection: upgrade\r\nUpgrade: websocket\r\n"),
+            "{}",
+            text
+        );
+        assert!(
+            !text.contains("Content-Length"),
+            "an upgrade has no length: {}",
+            text
+        );
+    }
+
+    #[test]
+    fn the_date_is_made_again_when_the_second_changes() {
+        let first = with_date_text(str::to_owned);
+        assert_eq!(with_date_text(str::to_owned).len(), first.len());
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_ne!(with_date_text(str::to_owned), first);
     }
 }
