@@ -687,7 +687,7 @@ fn route_message(
                         return Ok(());
                     }
                     (Some(result), None) => {
-                        *reply = Some(Reply::Result(ResultJson::Text(result)));
+                        *reply = Some(Reply::Result(ResultJson::from_text(result)));
                         return Ok(());
                     }
                     (None, None) => {}

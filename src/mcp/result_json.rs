@@ -21,9 +21,76 @@ use std::fmt;
 #[derive(Debug, Clone)]
 pub enum ResultJson {
     /// As the backend wrote it.
-    Text(Box<RawValue>),
+    Text(TextResult),
     /// Built (or parsed) by the gateway.
     Value(Value),
+}
+
+/// A result as the backend wrote it, and what the gateway needs to know of it (read once).
+#[derive(Debug, Clone)]
+pub struct TextResult {
+    json: Box<RawValue>,
+    facts: Facts,
+}
+
+impl TextResult {
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.json.get()
+    }
+}
+
+/// The top-level members the gateway looks at. As when a value is built, a member given twice
+/// counts with its last value.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Facts {
+    is_error: bool,
+    has_result_type: bool,
+    input_required: bool,
+}
+
+impl Facts {
+    fn of(text: &str) -> Facts {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        deserializer
+            .deserialize_map(FactsVisitor)
+            .unwrap_or_default()
+    }
+}
+
+struct FactsVisitor;
+
+impl<'de> Visitor<'de> for FactsVisitor {
+    type Value = Facts;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Facts, A::Error> {
+        let mut facts = Facts::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            match key.0.as_ref() {
+                "isError" => {
+                    let raw = map.next_value::<&RawValue>()?;
+                    facts.is_error = raw.get() == "true";
+                }
+                "resultType" => {
+                    let raw = map.next_value::<&RawValue>()?;
+                    facts.has_result_type = true;
+                    // Written some other way (`"\u0069nput_required"`): compare the value.
+                    facts.input_required = raw.get() == "\"input_required\""
+                        || serde_json::from_str::<Value>(raw.get())
+                            .is_ok_and(|v| v.as_str() == Some("input_required"));
+                }
+                // (serde_json wants the object read to its end)
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(facts)
+    }
 }
 
 impl From<Value> for ResultJson {
@@ -35,13 +102,27 @@ impl From<Value> for ResultJson {
 impl Serialize for ResultJson {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            ResultJson::Text(text) => text.serialize(serializer),
+            ResultJson::Text(text) => text.json.serialize(serializer),
             ResultJson::Value(value) => value.serialize(serializer),
         }
     }
 }
 
 impl ResultJson {
+    /// A result as the backend wrote it.
+    pub fn from_text(json: Box<RawValue>) -> ResultJson {
+        let facts = Facts::of(json.get());
+        ResultJson::Text(TextResult { json, facts })
+    }
+
+    /// Whether the top-level member `resultType` is there.
+    pub fn has_result_type(&self) -> bool {
+        match self {
+            ResultJson::Text(text) => text.facts.has_result_type,
+            ResultJson::Value(value) => value.get("resultType").is_some(),
+        }
+    }
+
     /// The result as a value (parsed now if it is still text).
     pub fn into_value(self) -> Value {
         match self {
@@ -53,37 +134,19 @@ impl ResultJson {
 
     /// `isError: true`: a tool call that failed in the tool.
     pub fn is_error(&self) -> bool {
-        self.member_is(
-            "isError",
-            |raw| raw == "true",
-            |v| v.as_bool() == Some(true),
-        )
+        match self {
+            ResultJson::Text(text) => text.facts.is_error,
+            ResultJson::Value(value) => value.get("isError").and_then(Value::as_bool) == Some(true),
+        }
     }
 
     /// `resultType: "input_required"`: the backend asks the client for input before it goes on.
     pub fn is_input_required(&self) -> bool {
-        self.member_is(
-            "resultType",
-            |raw| raw == "\"input_required\"",
-            |v| v.as_str() == Some("input_required"),
-        )
-    }
-
-    /// Whether the top-level member `key` is there and passes `text_test` (on its JSON text, as
-    /// the backend wrote it) or `value_test`.
-    fn member_is(
-        &self,
-        key: &str,
-        text_test: impl Fn(&str) -> bool,
-        value_test: impl Fn(&Value) -> bool,
-    ) -> bool {
         match self {
-            ResultJson::Text(text) => member(text.get(), key).is_some_and(|raw| {
-                // Written some other way (`"\u0069nput_required"`): compare the value.
-                text_test(raw.get())
-                    || serde_json::from_str::<Value>(raw.get()).is_ok_and(|v| value_test(&v))
-            }),
-            ResultJson::Value(value) => value.get(key).is_some_and(value_test),
+            ResultJson::Text(text) => text.facts.input_required,
+            ResultJson::Value(value) => {
+                value.get("resultType").and_then(Value::as_str) == Some("input_required")
+            }
         }
     }
 
@@ -113,7 +176,7 @@ impl ResultJson {
         }
         let rewritten = write_members(&members);
         if let Ok(rewritten) = RawValue::from_string(rewritten) {
-            *text = rewritten;
+            *self = ResultJson::from_text(rewritten);
         }
     }
 }
@@ -158,40 +221,6 @@ fn write_members(members: &Members) -> String {
     out.push(b'}');
     // Made of JSON text and serde_json's output, both UTF-8.
     String::from_utf8(out).unwrap_or_default()
-}
-
-/// The first top-level member `key` of the JSON object `text`, without building anything else.
-fn member<'a>(text: &'a str, key: &str) -> Option<&'a RawValue> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    deserializer
-        .deserialize_map(FindMember { key })
-        .ok()
-        .flatten()
-}
-
-struct FindMember<'k> {
-    key: &'k str,
-}
-
-impl<'de> Visitor<'de> for FindMember<'_> {
-    type Value = Option<&'de RawValue>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(key) = map.next_key::<Key>()? {
-            if found.is_none() && key.0 == self.key {
-                found = Some(map.next_value::<&RawValue>()?);
-            } else {
-                // (serde_json wants the object read to its end)
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
 }
 
 /// A member name, borrowed from the text unless it has escapes.
@@ -245,7 +274,7 @@ mod tests {
     use serde_json::json;
 
     fn text(json: &str) -> ResultJson {
-        ResultJson::Text(RawValue::from_string(json.to_string()).unwrap())
+        ResultJson::from_text(RawValue::from_string(json.to_string()).unwrap())
     }
 
     fn written(result: &ResultJson) -> String {
@@ -273,6 +302,12 @@ mod tests {
         assert!(text(r#"{"resultType":"\u0069nput_required"}"#).is_input_required());
         assert!(!text(r#"{"resultType":"complete"}"#).is_input_required());
         assert!(!text(r#"{"x":{"resultType":"input_required"}}"#).is_input_required());
+        assert!(
+            !text(r#"{"isError":true,"isError":false}"#).is_error(),
+            "the last one counts"
+        );
+        assert!(text(r#"{"resultType":"x","content":[]}"#).has_result_type());
+        assert!(!text(r#"{"content":[{"resultType":"x"}]}"#).has_result_type());
         assert!(ResultJson::from(json!({"isError": true})).is_error());
         assert!(ResultJson::from(json!({"resultType": "input_required"})).is_input_required());
     }

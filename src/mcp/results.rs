@@ -83,6 +83,8 @@ pub fn mark_modern_result(method: &str, result: &mut ResultJson, hint: CacheHint
             }
         }
         ResultJson::Value(_) => {}
+        // Most results of a 2026-07-28 backend say it already.
+        ResultJson::Text(_) if !is_list && result.has_result_type() => {}
         ResultJson::Text(_) => result.edit_text_members(|members| {
             let mut added = false;
             let mut add = |name: &'static str, value: Value| {
@@ -127,7 +129,7 @@ mod tests {
     use super::*;
 
     fn text(json: &str) -> ResultJson {
-        ResultJson::Text(serde_json::value::RawValue::from_string(json.to_string()).unwrap())
+        ResultJson::from_text(serde_json::value::RawValue::from_string(json.to_string()).unwrap())
     }
 
     fn written(result: &ResultJson) -> String {
