@@ -17,7 +17,7 @@
 //! - [`oauth`]: the built-in OAuth 2.1 authorization server (its HTTP side is `face::oauth`).
 //! - [`mcp`]: the protocol both sides speak: revisions, methods, headers, lists, result shapes.
 //! - [`link`]: how a call reaches back to the client that made it.
-//! - [`outbound`]: the HTTP client side (agents and their resolver).
+//! - [`outbound`]: the HTTP client side (agents, their resolver, and lean connections).
 //! - [`jsonrpc`], [`sse`], [`http_util`]: wire helpers; [`untrusted`]: outsiders' text made safe to log or send.
 
 pub mod audit;

@@ -1,6 +1,7 @@
 //! The MCP protocol as both sides of the gateway speak it: revisions and their methods, the
 //! `_meta` keys and HTTP headers of the 2026-07-28 revision, which parameter names a request
-//! (`Mcp-Name`), header value encoding, the four lists, and how results differ between eras.
+//! (`Mcp-Name`), header value encoding, the four lists, how results differ between eras, and a
+//! backend's result carried as its own JSON text ([`result_json`]).
 //! The backend client and the MCP face both use this module; neither defines protocol facts of
 //! its own.
 
