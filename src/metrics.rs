@@ -88,6 +88,8 @@ pub enum Face {
     OAuth,
     /// `/health`, `/status`, `/metrics`.
     Status,
+    /// The owner's page (`/`, `/owner/...`).
+    Owner,
     /// Anything else (404s).
     Other,
 }
@@ -101,6 +103,7 @@ impl Face {
             Face::OpenApi => "openapi",
             Face::OAuth => "oauth",
             Face::Status => "status",
+            Face::Owner => "owner",
             Face::Other => "other",
         }
     }

@@ -190,6 +190,7 @@ fn face_of(path: &str) -> Face {
         _ if path == "/v1" || path.starts_with("/v1/") => Face::OpenAi,
         _ if openapi_face::handles(path) => Face::OpenApi,
         _ if oauth_face::handles(path) => Face::OAuth,
+        _ if owner_face::handles(path) => Face::Owner,
         _ => Face::Other,
     }
 }
@@ -600,4 +601,26 @@ fn authenticate(request: &Request, gateway: &Gateway) -> Option<Principal> {
             },
             tool_view: gateway.config().oauth.tool_view,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_is_counted_under_its_face() {
+        let label = |path: &str| face_of(path).as_str();
+        assert_eq!(label("/mcp"), "mcp");
+        assert_eq!(label("/metrics"), "status");
+        assert_eq!(label("/v1/chat/completions"), "openai");
+        assert_eq!(label("/openapi.json"), "openapi");
+        assert_eq!(label("/.well-known/oauth-authorization-server"), "oauth");
+        assert_eq!(
+            label(""),
+            "owner",
+            "the page at / (its path without the slash)"
+        );
+        assert_eq!(label("/owner/login"), "owner");
+        assert_eq!(label("/nope"), "other");
+    }
 }
