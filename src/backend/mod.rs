@@ -196,15 +196,16 @@ impl CallError {
         match self {
             CallError::Rpc(e) => e.clone(),
             other => {
-                let backend = match other {
-                    CallError::Down { backend, .. }
-                    | CallError::Timeout { backend, .. }
-                    | CallError::Failed { backend, .. }
-                    | CallError::Busy { backend } => backend.clone(),
-                    CallError::Rpc(_) => String::new(),
+                // `kind` lets a face choose its answer without reading the message.
+                let (backend, kind) = match other {
+                    CallError::Down { backend, .. } => (backend.as_str(), "down"),
+                    CallError::Timeout { backend, .. } => (backend.as_str(), "timeout"),
+                    CallError::Failed { backend, .. } => (backend.as_str(), "failed"),
+                    CallError::Busy { backend } => (backend.as_str(), "busy"),
+                    CallError::Rpc(_) => ("", ""),
                 };
                 RpcError::new(jsonrpc::INTERNAL_ERROR, other.to_string())
-                    .with_data(json!({"backend": backend}))
+                    .with_data(json!({"backend": backend, "kind": kind}))
             }
         }
     }

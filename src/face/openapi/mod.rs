@@ -115,12 +115,10 @@ impl ApiError {
                 ..ApiError::new(422, "invalid_arguments", message)
             },
             jsonrpc::INTERNAL_ERROR if data.and_then(|d| d.get("backend")).is_some() => {
-                if message.contains("did not answer within") {
-                    ApiError::new(504, "backend_timeout", message)
-                } else if message.contains("is busy") {
-                    ApiError::new(503, "backend_busy", message)
-                } else {
-                    ApiError::new(502, "backend_error", message)
+                match data.and_then(|d| d.get("kind")).and_then(Value::as_str) {
+                    Some("timeout") => ApiError::new(504, "backend_timeout", message),
+                    Some("busy") => ApiError::new(503, "backend_busy", message),
+                    _ => ApiError::new(502, "backend_error", message),
                 }
             }
             jsonrpc::INTERNAL_ERROR => ApiError::new(503, "unavailable", message),
