@@ -199,6 +199,15 @@ def start_weather(workdir: Path, name: str = "weather", handshake_only: bool = F
     return Backend(name, proc, config, url)
 
 
+def start_fault_http(workdir: Path, name: str, mode: str, timeout_ms: int = 5000) -> Backend:
+    """fixtures/fault_http.py in `mode`, as a Streamable HTTP backend (stdlib only, handshake era)."""
+    port = free_port()
+    proc = Proc(name, [sys.executable, str(FIXTURES / "fault_http.py"), str(port), mode], workdir)
+    wait_for_port(proc, port)
+    url = f"http://127.0.0.1:{port}/mcp"
+    return Backend(name, proc, {"type": "streamable-http", "url": url, "timeout_ms": timeout_ms}, url)
+
+
 def start_notes(workdir: Path, name: str = "notes") -> Backend:
     """The legacy HTTP+SSE backend (tests/interop/fixtures/notes_server.py)."""
     port = free_port()

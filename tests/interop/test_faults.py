@@ -42,7 +42,6 @@ import pytest
 import support
 
 FAULT_STDIO = support.FIXTURES / "fault_stdio.py"
-FAULT_HTTP = support.FIXTURES / "fault_http.py"
 
 MIB = 1024 * 1024
 
@@ -224,13 +223,7 @@ def fault_stdio(name: str, pid_file: Path, timeout_ms: int = 5000) -> support.Ba
     })
 
 
-def fault_http(workdir: Path, name: str, mode: str, timeout_ms: int = 5000) -> support.Backend:
-    """fixtures/fault_http.py in `mode`, as a Streamable HTTP backend."""
-    port = support.free_port()
-    proc = support.Proc(name, [sys.executable, str(FAULT_HTTP), str(port), mode], workdir)
-    support.wait_for_port(proc, port)
-    url = f"http://127.0.0.1:{port}/mcp"
-    return support.Backend(name, proc, {"type": "streamable-http", "url": url, "timeout_ms": timeout_ms}, url)
+fault_http = support.start_fault_http
 
 
 # =====================================================================================================

@@ -9,9 +9,12 @@ caching hints, the Host guard, concurrent streams in one session, and the gatewa
 from __future__ import annotations
 
 import base64
+import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -219,3 +222,29 @@ def test_an_update_before_the_get_stream_opens_is_held_for_it(gw: support.Gatewa
             first = next(m for m in (e.message() for e in events) if m is not None)
         assert first == {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": uri}}
         http.delete(gw.url, headers=session)
+
+
+def test_a_result_reaches_the_client_as_the_backend_wrote_it(tmp_path: Path) -> None:
+    """A Streamable HTTP backend's result is passed on as its text: numbers keep their spelling
+    (`2e3`, `-0.0`), escapes stay escapes, members keep their order. Only top-level members of
+    the other revision are added (for a 2026-07-28 client, `resultType`) or taken away; a value
+    built and written again would say `2000.0` and `café`."""
+    sys.path.insert(0, str(support.FIXTURES))
+    from fault_http import VERBATIM_RESULT
+
+    members = list(json.loads(VERBATIM_RESULT))
+    with support.running_gateway(tmp_path, [lambda: support.start_fault_http(tmp_path, "verbatim", "verbatim")]) as gw, httpx2.Client(timeout=30) as http:
+        session = support.open_session(http, gw)
+        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "verbatim__verbatim", "arguments": {}}}
+        old = http.post(gw.url, headers=session, json=call)
+        assert old.status_code == 200, old.text
+        assert old.text == '{"jsonrpc":"2.0","id":7,"result":' + VERBATIM_RESULT + "}"
+
+        modern = {**call, "params": {**call["params"], "_meta": support.modern_meta()}}
+        new = http.post(gw.url, headers=support.modern_headers(gw.token, "tools/call", "verbatim__verbatim"), json=modern)
+        assert new.status_code == 200, new.text
+        assert '"n":[1.0, 2e3, -0.0]' in new.text, new.text
+        assert '"text": "caf\\u00e9"' in new.text, new.text
+        assert list(new.json()["result"]) == [*members, "resultType"]
+        assert new.json()["result"]["resultType"] == "complete"
+
