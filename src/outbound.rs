@@ -66,17 +66,15 @@ impl Connector<()> for LeanConnector {
 /// Writes this long or shorter are held back to go out with the next one (a request's head
 /// with its body); also the most held.
 const HOLD_AT_MOST: usize = 4 * 1024;
-/// Time left above this is rounded down to a multiple of [`TIMEOUT_STEP`].
-const COARSE_ABOVE: std::time::Duration = std::time::Duration::from_secs(1);
-/// A timeout may end this much before the deadline it stands for (a hundredth of a second
-/// timeout, at most).
-const TIMEOUT_STEP: std::time::Duration = std::time::Duration::from_millis(100);
+/// Time left is rounded down to a step of 1/2^STEP_SHIFT of the power of two below it, so a
+/// timeout ends at most 1/64 (1.6%) before the deadline it stands for.
+const STEP_SHIFT: u32 = 6;
 
 /// One outbound connection, saving system calls on every request:
 /// - a short write (a request's head) is held back and sent with the next one (its body), or
 ///   before the connection next reads, so a request goes out in one `send`;
-/// - time left above a second is rounded down to a tenth of a second, so the socket's timeout,
-///   set only when it changes, is not set again for every read and write of every request;
+/// - the time left is rounded down (by at most 1/64 of it), so the socket's timeout, set only
+///   when it changes, is not set again for every read and write of every request;
 /// - whether the connection is still open is looked at only when it is taken from the pool,
 ///   not also when it goes back after a request (ureq does both; the look when taken out is
 ///   the one that finds a connection the server closed meanwhile, or bytes it sent unasked).
@@ -109,14 +107,18 @@ impl LeanTransport {
     }
 }
 
-/// `timeout` with its time left rounded down to a multiple of [`TIMEOUT_STEP`] when it is over
-/// [`COARSE_ABOVE`].
+/// `timeout` with its time left rounded down (see [`STEP_SHIFT`]). The step is the same for
+/// every time left between two powers of two, so the time left of one request after another,
+/// each a little under the same budget, rounds to the same value.
 fn coarse(mut timeout: NextTimeout) -> NextTimeout {
     if let UreqDuration::Exact(left) = timeout.after {
-        if left > COARSE_ABOVE {
-            let steps = left.as_nanos() / TIMEOUT_STEP.as_nanos();
-            let rounded = TIMEOUT_STEP.saturating_mul(u32::try_from(steps).unwrap_or(u32::MAX));
-            timeout.after = UreqDuration::Exact(rounded);
+        let nanos = u64::try_from(left.as_nanos()).unwrap_or(u64::MAX);
+        if nanos > 0 {
+            let step = (1u64 << (63 - nanos.leading_zeros())) >> STEP_SHIFT;
+            if step > 0 {
+                let rounded = nanos - nanos % step;
+                timeout.after = UreqDuration::Exact(std::time::Duration::from_nanos(rounded));
+            }
         }
     }
     timeout
@@ -358,28 +360,43 @@ mod tests {
     }
 
     #[test]
-    fn time_left_over_a_second_is_rounded_down_to_a_tenth() {
+    fn time_left_is_rounded_down_by_at_most_a_64th() {
+        let ms = std::time::Duration::from_millis;
+        let rounded = |duration| match coarse(left(duration)).after {
+            UreqDuration::Exact(d) => d,
+            UreqDuration::NotHappening => panic!("a deadline became none"),
+        };
+        for millis in [1, 7, 999, 1_000, 1_500, 9_987, 30_000, 600_000, 86_400_000] {
+            let left = ms(millis);
+            let r = rounded(left);
+            assert!(
+                r <= left && r > std::time::Duration::ZERO,
+                "{left:?} -> {r:?}"
+            );
+            assert!(left - r <= left / 64, "{left:?} -> {r:?}");
+        }
+        let tiny = std::time::Duration::from_nanos(40);
+        assert_eq!(rounded(tiny), tiny, "below 64 ns there is no step");
+        // One request after another, each a little under the same 30 s budget.
+        assert_eq!(rounded(ms(29_999)), rounded(ms(29_990)));
+        assert!(matches!(
+            coarse(NextTimeout::default()).after,
+            UreqDuration::NotHappening
+        ));
+    }
+
+    #[test]
+    fn the_socket_sees_one_timeout_for_a_whole_request() {
         let (mut transport, seen) = lean(16 * 1024);
         let ms = std::time::Duration::from_millis;
-        write(&mut transport, b"head", left(ms(9_987)));
-        write(&mut transport, b"body", left(ms(9_986)));
-        transport.await_input(left(ms(9_905))).unwrap();
-        transport.await_input(left(ms(900))).unwrap();
-        transport.await_input(left(ms(1_000))).unwrap();
-        let never = NextTimeout::default();
-        transport.await_input(never).unwrap();
+        write(&mut transport, b"head", left(ms(29_999)));
+        write(&mut transport, b"body", left(ms(29_998)));
+        transport.await_input(left(ms(29_990))).unwrap();
+        transport.await_input(NextTimeout::default()).unwrap();
         let seen = seen.lock().unwrap();
-        let exact = UreqDuration::Exact;
-        assert_eq!(
-            seen.timeouts,
-            vec![
-                exact(ms(9_900)),
-                exact(ms(9_900)),
-                exact(ms(900)),
-                exact(ms(1_000)),
-                UreqDuration::NotHappening
-            ]
-        );
+        assert_eq!(seen.timeouts.len(), 3, "{:?}", seen.timeouts);
+        assert_eq!(seen.timeouts[0], seen.timeouts[1]);
+        assert_eq!(seen.timeouts[2], UreqDuration::NotHappening);
     }
 
     #[test]
