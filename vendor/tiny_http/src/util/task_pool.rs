@@ -67,9 +67,14 @@ impl TaskPool {
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
-        let mut queue = self.sharing.todo.lock().unwrap();
+        let mut queue = self.sharing.todo.lock().unwrap_or_else(|e| e.into_inner());
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // mcp-gateway patch: a waiting thread counts as free only if no task queued before
+        // already claims it (upstream compared the count with zero: a burst of connections
+        // queued several behind one waiting thread, and the rest waited for a running
+        // connection, kept alive for seconds or minutes, to end). The count changes only under
+        // this lock.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
@@ -138,5 +143,45 @@ impl Drop for TaskPool {
             .active_tasks
             .store(999_999_999, Ordering::Release);
         self.sharing.condvar.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskPool;
+    use std::sync::mpsc;
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_burst_of_tasks_never_waits_for_a_running_one() {
+        let pool = TaskPool::new();
+        // Let the pool's first threads reach their wait.
+        std::thread::sleep(Duration::from_millis(100));
+        // Seven long tasks (connections that stay open), released at the end.
+        let released = Arc::new((Mutex::new(false), Condvar::new()));
+        for _ in 0..7 {
+            let released = Arc::clone(&released);
+            pool.spawn(Box::new(move || {
+                let (done, signal) = &*released;
+                let mut done = done.lock().unwrap();
+                while !*done {
+                    done = signal.wait(done).unwrap();
+                }
+            }));
+        }
+        let (ran, ran_rx) = mpsc::channel();
+        let started = Instant::now();
+        pool.spawn(Box::new(move || {
+            let _ = ran.send(());
+        }));
+        let waited = ran_rx
+            .recv_timeout(Duration::from_secs(3))
+            .map(|_| started.elapsed());
+        let (done, signal) = &*released;
+        *done.lock().unwrap() = true;
+        signal.notify_all();
+        let waited = waited.expect("the last task waited for a running one to end");
+        assert!(waited < Duration::from_secs(1), "{:?}", waited);
     }
 }
