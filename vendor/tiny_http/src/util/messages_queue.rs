@@ -91,62 +91,57 @@ where
         self.enqueue(Control::Unblock);
     }
 
+    /// What the front of the queue gives: `None` when it is empty, `Some(None)` for an unblock.
+    fn take_front(state: &mut State<T>) -> Option<Option<T>> {
+        state.queue.pop_front().map(|control| match control {
+            Control::Elem(value) => Some(value),
+            Control::Unblock => None,
+        })
+    }
+
     /// Pops an element. Blocks until one is available.
     /// Returns None in case unblock() was issued.
     pub fn pop(&self) -> Option<T> {
-        let waiter = this_threads_waiter();
-        let mut state = self.lock();
-        loop {
-            match state.queue.pop_front() {
-                Some(Control::Elem(value)) => return Some(value),
-                Some(Control::Unblock) => return None,
-                None => (),
-            }
-            waiter.woken.store(false, Ordering::Relaxed);
-            state.idle.push(waiter.clone());
-            drop(state);
-            while !waiter.woken.load(Ordering::Acquire) {
-                thread::park();
-            }
-            state = self.lock();
-        }
+        self.pop_until(None)
     }
 
     /// Tries to pop an element without blocking.
     pub fn try_pop(&self) -> Option<T> {
-        let mut state = self.lock();
-        match state.queue.pop_front() {
-            Some(Control::Elem(value)) => Some(value),
-            Some(Control::Unblock) | None => None,
-        }
+        Self::take_front(&mut self.lock()).flatten()
     }
 
     /// Tries to pop an element without blocking
     /// more than the specified timeout duration
     /// or unblock() was issued
     pub fn pop_timeout(&self, timeout: Duration) -> Option<T> {
-        let deadline = Instant::now() + timeout;
+        self.pop_until(Some(Instant::now() + timeout))
+    }
+
+    /// Waits on the stack of idle threads for an element, until `deadline` if there is one.
+    fn pop_until(&self, deadline: Option<Instant>) -> Option<T> {
         let waiter = this_threads_waiter();
         let mut state = self.lock();
         loop {
-            match state.queue.pop_front() {
-                Some(Control::Elem(value)) => return Some(value),
-                Some(Control::Unblock) => return None,
-                None => (),
+            if let Some(front) = Self::take_front(&mut state) {
+                return front;
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return None;
             }
             waiter.woken.store(false, Ordering::Relaxed);
             state.idle.push(waiter.clone());
             drop(state);
             while !waiter.woken.load(Ordering::Acquire) {
-                let now = Instant::now();
-                if now >= deadline {
-                    break;
+                match deadline {
+                    None => thread::park(),
+                    Some(deadline) => {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            break;
+                        }
+                        thread::park_timeout(deadline - now);
+                    }
                 }
-                thread::park_timeout(deadline - now);
             }
             state = self.lock();
             if !waiter.woken.load(Ordering::Acquire) {
