@@ -723,12 +723,11 @@ fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
 /// answer errors this way), otherwise a protocol error quoting the body.
 fn json_rpc_error(status: u16, body: Body, id: &Value) -> Result<Reply, TransportError> {
     let text = read_prefix(body, MAX_ERROR_BODY);
-    if let Ok(message) = serde_json::from_str::<Value>(&text) {
-        if let Some(error) = message
-            .get("error")
-            .filter(|_| message.get("id") == Some(id))
-        {
-            return Ok(Reply::Error(error.clone()));
+    if let Ok(mut message) = serde_json::from_str::<Value>(&text) {
+        if message.get("id") == Some(id) {
+            if let Some(error) = message.get_mut("error").map(Value::take) {
+                return Ok(Reply::Error(error));
+            }
         }
     }
     Err(status_text_error(status, &text))

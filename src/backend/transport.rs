@@ -59,14 +59,17 @@ pub enum Reply {
 impl Reply {
     /// From a whole response message: its `error`, else its `result` (`{}` when it has
     /// neither).
-    pub fn from_message(mut message: Value) -> Reply {
-        let members = message.as_object_mut();
-        if let Some(error) = members.as_ref().and_then(|m| m.get("error")) {
-            return Reply::Error(error.clone());
+    pub fn from_message(message: Value) -> Reply {
+        let empty = || Value::Object(Default::default());
+        let Value::Object(mut members) = message else {
+            return Reply::Result(ResultJson::Value(empty()));
+        };
+        // Taken out, not copied: a result can be megabytes.
+        if let Some(error) = members.remove("error") {
+            return Reply::Error(error);
         }
-        let result = members.and_then(|m| m.remove("result"));
         Reply::Result(ResultJson::Value(
-            result.unwrap_or_else(|| Value::Object(Default::default())),
+            members.remove("result").unwrap_or_else(empty),
         ))
     }
 
