@@ -1282,28 +1282,26 @@ fn negotiate_inner(
             Ok(Reply::Error(_)) => {}
             Ok(Reply::Result(result)) => {
                 let result = result.into_value();
-                {
-                    let supported = result
-                        .get("supportedVersions")
-                        .and_then(Value::as_array)
-                        .map(|v| v.iter().any(|x| x == MODERN_VERSION))
-                        .unwrap_or(false);
-                    if supported {
-                        let info = result
-                            .pointer(&format!("/_meta/{}", META_SERVER_INFO.replace('/', "~1")))
-                            .or_else(|| result.get("serverInfo"))
+                let supported = result
+                    .get("supportedVersions")
+                    .and_then(Value::as_array)
+                    .map(|v| v.iter().any(|x| x == MODERN_VERSION))
+                    .unwrap_or(false);
+                if supported {
+                    let info = result
+                        .pointer(&format!("/_meta/{}", META_SERVER_INFO.replace('/', "~1")))
+                        .or_else(|| result.get("serverInfo"))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    return Ok((
+                        true,
+                        MODERN_VERSION.to_string(),
+                        result
+                            .get("capabilities")
                             .cloned()
-                            .unwrap_or(Value::Null);
-                        return Ok((
-                            true,
-                            MODERN_VERSION.to_string(),
-                            result
-                                .get("capabilities")
-                                .cloned()
-                                .unwrap_or_else(|| json!({})),
-                            info,
-                        ));
-                    }
+                            .unwrap_or_else(|| json!({})),
+                        info,
+                    ));
                 }
             }
             Err(
