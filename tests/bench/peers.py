@@ -26,8 +26,11 @@ its own process group and killed on exit:
 
 Options: --quick (tiny counts, well under 2 minutes without installs), --skip KEY (a peer:
 supergateway, supergateway-stateless, mcp-proxy-npm, mcp-proxy-py, mcpo, contextforge),
---build (cargo build --release first), --gateway-bin PATH, --baseline-bin PATH (another build of
-mcp-gateway, measured as a peer of its own in the same run: before and after a change),
+--build (cargo build --release first, and the shape's floor), --gateway-bin PATH, --baseline-bin
+PATH (another build of mcp-gateway, measured as a peer of its own in the same run: before and after
+a change), --floor-bin PATH (examples/shape_floor.rs built: the gateway's fixed shape alone,
+tiny_http workers and its ureq agent passing a call's bytes, to tell what the shape costs from what
+the gateway adds),
 --out FILE (the tables, also).
 """
 
@@ -626,6 +629,22 @@ class Bench:
         self.paths[:0] = [ceiling]
         self.gateway_base, self.gateway_token = f"http://127.0.0.1:{port}", token
 
+    def start_floor(self) -> None:
+        """The shape's floor (`--floor-bin`, examples/shape_floor.rs): tiny_http workers and the
+        gateway's ureq agent passing bytes, no gateway work; not a peer anyone would run."""
+        binary = Path(self.args.floor_bin)
+        port = support.free_port()
+        peer = Peer("floor", "shape floor (examples/shape_floor.rs)", "-",
+                    "the gateway's fixed shape alone: 8 tiny_http workers calling `recv()`, the gateway's blocking "
+                    "ureq agent, a POST's bytes passed to the backend and back; no token, JSON, policy or audit",
+                    size_bytes=binary.stat().st_size, size_note="the binary")
+        peer.proc, started = self.spawn("floor", [str(binary), f"127.0.0.1:{port}", self.backend_url])
+        path = modern_path("floor", "shape floor, bytes passed (2026-07-28)", peer, port, "/mcp", "add", "HTTP",
+                           shared_backend=self.backend_peer)
+        peer.start_ms = first_answer_ms(peer, path, started)
+        self.peers.append(peer)
+        self.paths.append(path)
+
     # -- the peers, each in a function of its own --
 
     def start_supergateway(self, stateful: bool) -> None:
@@ -1122,6 +1141,9 @@ def main() -> int:
     parser.add_argument("--build", action="store_true", help="cargo build --release first")
     parser.add_argument("--baseline-bin", default=None, metavar="PATH",
                         help="another mcp-gateway build, measured beside --gateway-bin in the same run (before/after)")
+    parser.add_argument("--floor-bin", default=None, metavar="PATH",
+                        help="examples/shape_floor.rs built (`cargo build --release --example shape_floor`): "
+                             "the gateway's shape alone, passing bytes, measured as a path of its own")
     parser.add_argument("--skip", action="append", default=[], metavar="PEER", help="leave a peer out (repeatable)")
     parser.add_argument("--out", type=Path, default=None, help="also write the tables to this file")
     args = parser.parse_args()
@@ -1133,11 +1155,16 @@ def main() -> int:
         log("cargo build --release")
         subprocess.run(["cargo", "build", "--release"], cwd=REPO, check=True, timeout=3600)
         args.gateway_bin = args.gateway_bin or str(target / "release" / "mcp-gateway")
+        if args.floor_bin is None:
+            subprocess.run(["cargo", "build", "--release", "--example", "shape_floor"], cwd=REPO, check=True, timeout=3600)
+            args.floor_bin = str(target / "release" / "examples" / "shape_floor")
     args.gateway_bin = str(Path(args.gateway_bin or REPO / "target" / "release" / "mcp-gateway").resolve())
     if not Path(args.gateway_bin).is_file():
         sys.exit(f"{args.gateway_bin} not found: build it (`cargo build --release`, or --build) or pass --gateway-bin")
     if args.baseline_bin and not Path(args.baseline_bin).is_file():
         sys.exit(f"--baseline-bin {args.baseline_bin} not found")
+    if args.floor_bin and not Path(args.floor_bin).is_file():
+        sys.exit(f"--floor-bin {args.floor_bin} not found")
 
     # SIGTERM and SIGHUP end the run like Ctrl-C: through the finally below, which stops everything.
     def interrupted(signum: int, _frame: Any) -> None:
@@ -1164,6 +1191,9 @@ def main() -> int:
         if args.baseline_bin:
             log(f"starting the baseline mcp-gateway, {args.baseline_bin}")
             bench.start_gateway(Path(args.baseline_bin), baseline=True)
+        if args.floor_bin:
+            log(f"starting the shape's floor, {args.floor_bin}")
+            bench.start_floor()
         pypi = pypi_closures(["mcp-proxy", "mcpo", "mcp-contextforge-gateway"])
         bench.try_peer("supergateway", "supergateway (stateful)", lambda: bench.start_supergateway(stateful=True))
         bench.try_peer("supergateway-stateless", "supergateway (stateless)", lambda: bench.start_supergateway(stateful=False))
