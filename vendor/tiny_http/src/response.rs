@@ -106,7 +106,7 @@ fn push_header(head: &mut Vec<u8>, field: &[u8], value: &[u8]) {
 
 /// The status line and the headers, up to and with the blank line that ends them.
 /// The largest body [`Response::raw_print`] copies beside the head to send both at once.
-const WITH_HEAD_MAX: usize = 64 * 1024;
+const WITH_HEAD_MAX: usize = 16 * 1024;
 
 fn message_header(
     http_version: &HTTPVersion,
@@ -115,9 +115,11 @@ fn message_header(
     added_first: &[(&[u8], &[u8])],
     add_date: bool,
     added_last: Option<(&[u8], &[u8])>,
+    body_room: usize,
 ) -> Vec<u8> {
     let mut head = Vec::with_capacity(
-        128 + headers
+        128 + body_room
+            + headers
             .iter()
             .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
             .sum::<usize>(),
@@ -439,6 +441,16 @@ where
             _ => None,
         };
 
+        // A body of known, small length goes out in the same write as the head: one segment
+        // and one wake-up of the client instead of two (the connection's 1 KiB write buffer
+        // sent the head alone whenever the body did not fit beside it).
+        let body_with_head = match (do_not_send_body, transfer_encoding, data_length) {
+            (false, Some(TransferEncoding::Identity), Some(length)) if length <= WITH_HEAD_MAX => {
+                Some(length)
+            }
+            _ => None,
+        };
+
         // sending headers
         let mut head = message_header(
             &http_version,
@@ -447,18 +459,12 @@ where
             &added_first,
             add_date,
             added_last,
+            body_with_head.unwrap_or(0),
         );
-
-        // A body of known, small length goes out in the same write as the head: one segment
-        // and one wake-up of the client instead of two (the connection's 1 KiB write buffer
-        // sent the head alone whenever the body did not fit beside it).
-        if !do_not_send_body
-            && matches!(transfer_encoding, Some(TransferEncoding::Identity))
-            && data_length.is_some_and(|l| l <= WITH_HEAD_MAX)
-        {
-            let length = data_length.unwrap_or(0);
-            head.reserve(length);
-            (&mut reader).take(length as u64).read_to_end(&mut head)?;
+        if let Some(length) = body_with_head {
+            let start = head.len();
+            head.resize(start + length, 0);
+            reader.read_exact(&mut head[start..])?;
             return writer.write_all(&head);
         }
         writer.write_all(&head)?;
