@@ -31,6 +31,17 @@ STREAMS = 50
 WRK_SECONDS = 5
 
 
+def rss_split_kib(pid: int) -> tuple[int, int]:
+    """(RssAnon, RssFile) of `pid`: the process's own memory, and the pages of its binary (and
+    other files) mapped in, which the kernel maps 64 KiB around each page touched."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("RssAnon", "RssFile"):
+            fields[name] = int(value.split()[0])
+    return fields.get("RssAnon", -1), fields.get("RssFile", -1)
+
+
 def threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
@@ -73,6 +84,7 @@ def main() -> None:
     try:
         time.sleep(0.5)
         idle = rss_kib(pid)
+        idle_own, idle_file = rss_split_kib(pid)
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": support.modern_meta()}})
         headers = support.modern_headers(gw.token, "tools/list")
         lua = workdir / "tools_list.lua"
@@ -118,7 +130,8 @@ def main() -> None:
         loaded = rss_kib(pid)
         thread_count = threads(pid)
         print(f"binary: {args.gateway_bin} ({Path(args.gateway_bin).stat().st_size // 1024} KiB)")
-        print(f"idle RSS, no backend:                      {idle / 1024:.1f} MiB")
+        print(f"idle RSS, no backend:                      {idle / 1024:.1f} MiB "
+              f"(own memory {idle_own / 1024:.2f} MiB, binary's pages {idle_file / 1024:.2f} MiB)")
         print(f"RSS with {SESSIONS} sessions and {STREAMS} open streams:   {loaded / 1024:.1f} MiB ({thread_count} threads)")
         for connections in (1, 16):
             ceiling = rates[("health", connections)]
