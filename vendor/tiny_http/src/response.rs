@@ -104,10 +104,11 @@ fn push_header(head: &mut Vec<u8>, field: &[u8], value: &[u8]) {
     head.extend_from_slice(b"\r\n");
 }
 
-/// The status line and the headers, up to and with the blank line that ends them.
 /// The largest body [`Response::raw_print`] copies beside the head to send both at once.
 const WITH_HEAD_MAX: usize = 16 * 1024;
 
+/// The status line and the headers, up to and with the blank line that ends them, in a buffer
+/// with `body_room` bytes more room for a body sent beside them.
 fn message_header(
     http_version: &HTTPVersion,
     status_code: &StatusCode,
