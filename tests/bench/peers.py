@@ -30,7 +30,8 @@ supergateway, supergateway-stateless, mcp-proxy-npm, mcp-proxy-py, mcpo, context
 PATH (another build of mcp-gateway, measured as a peer of its own in the same run: before and after
 a change), --floor-bin PATH (examples/shape_floor.rs built: the gateway's fixed shape alone,
 tiny_http workers and its ureq agent passing a call's bytes, to tell what the shape costs from what
-the gateway adds),
+the gateway adds; and the same binary with --inline, each connection's thread serving its own
+requests, to show what that other shape would cost),
 --out FILE (the tables, also).
 """
 
@@ -631,19 +632,26 @@ class Bench:
 
     def start_floor(self) -> None:
         """The shape's floor (`--floor-bin`, examples/shape_floor.rs): tiny_http workers and the
-        gateway's ureq agent passing bytes, no gateway work; not a peer anyone would run."""
+        gateway's ureq agent passing bytes, no gateway work; and beside it the same with
+        `--inline`, each connection's thread serving its own requests (no hand-off to a worker),
+        to show what the other shape would cost. Neither is a peer anyone would run."""
         binary = Path(self.args.floor_bin)
-        port = support.free_port()
-        peer = Peer("floor", "shape floor (examples/shape_floor.rs)", "-",
-                    "the gateway's fixed shape alone: 8 tiny_http workers calling `recv()`, the gateway's blocking "
-                    "ureq agent, a POST's bytes passed to the backend and back; no token, JSON, policy or audit",
-                    size_bytes=binary.stat().st_size, size_note="the binary")
-        peer.proc, started = self.spawn("floor", [str(binary), f"127.0.0.1:{port}", self.backend_url])
-        path = modern_path("floor", "shape floor, bytes passed (2026-07-28)", peer, port, "/mcp", "add", "HTTP",
-                           shared_backend=self.backend_peer)
-        peer.start_ms = first_answer_ms(peer, path, started)
-        self.peers.append(peer)
-        self.paths.append(path)
+        for inline in (False, True):
+            key = "floor-inline" if inline else "floor"
+            port = support.free_port()
+            peer = Peer(key, "shape floor, " + ("`--inline`" if inline else "tiny_http workers") + " (examples/shape_floor.rs)", "-",
+                        ("another shape: each connection's thread reads its requests, calls the backend (the gateway's "
+                         "ureq agent) and writes the answers itself; bytes passed, no gateway work" if inline else
+                         "the gateway's fixed shape alone: 8 tiny_http workers calling `recv()`, the gateway's blocking "
+                         "ureq agent, a POST's bytes passed to the backend and back; no token, JSON, policy or audit"),
+                        size_bytes=binary.stat().st_size, size_note="the binary")
+            argv = [str(binary), *(["--inline"] if inline else []), f"127.0.0.1:{port}", self.backend_url]
+            peer.proc, started = self.spawn(key, argv)
+            label = "shape floor, " + ("--inline" if inline else "tiny_http workers") + ", bytes passed (2026-07-28)"
+            path = modern_path(key, label, peer, port, "/mcp", "add", "HTTP", shared_backend=self.backend_peer)
+            peer.start_ms = first_answer_ms(peer, path, started)
+            self.peers.append(peer)
+            self.paths.append(path)
 
     # -- the peers, each in a function of its own --
 
