@@ -30,11 +30,17 @@ LOAD_THREADS = 8
 LOAD_SECONDS = 3.0
 
 
-def rss_kib(pid: int) -> int:
+def status_kib(pid: int, field: str) -> int:
+    """A KiB figure of /proc/PID/status (`VmRSS`, `RssAnon`, `RssFile`, ...); -1 when absent."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
+        name, _, value = line.partition(":")
+        if name == field:
+            return int(value.split()[0])
     return -1
+
+
+def rss_kib(pid: int) -> int:
+    return status_kib(pid, "VmRSS")
 
 
 def call_body(request_id: int, name: str, arguments: dict) -> dict:

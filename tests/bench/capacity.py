@@ -31,17 +31,6 @@ STREAMS = 50
 WRK_SECONDS = 5
 
 
-def rss_split_kib(pid: int) -> tuple[int, int]:
-    """(RssAnon, RssFile) of `pid`: the process's own memory, and the pages of its binary (and
-    other files) mapped in, which the kernel maps 64 KiB around each page touched."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("RssAnon", "RssFile"):
-            fields[name] = int(value.split()[0])
-    return fields.get("RssAnon", -1), fields.get("RssFile", -1)
-
-
 def threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
@@ -69,7 +58,7 @@ def main() -> None:
         raise SystemExit("wrk is not installed (Debian package wrk)")
     import httpx2
     import support
-    from bench import rss_kib
+    from bench import rss_kib, status_kib
 
     workdir = Path(tempfile.mkdtemp(prefix="mcpgw-capacity-"))
     gw = support.Gateway(workdir, [])
@@ -84,7 +73,9 @@ def main() -> None:
     try:
         time.sleep(0.5)
         idle = rss_kib(pid)
-        idle_own, idle_file = rss_split_kib(pid)
+        # The gateway's own memory, and the pages of its binary the kernel mapped in (64 KiB
+        # around each page touched).
+        idle_own, idle_file = status_kib(pid, "RssAnon"), status_kib(pid, "RssFile")
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": support.modern_meta()}})
         headers = support.modern_headers(gw.token, "tools/list")
         lua = workdir / "tools_list.lua"
